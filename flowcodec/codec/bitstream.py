@@ -1,0 +1,325 @@
+"""The .fcb container: a header followed by CRC-protected frame records.
+
+This module only moves bytes (no torch): it writes and reads the container
+and checks everything a damaged or hostile file could get wrong before any
+frame payload reaches a decoder. The format is specified in docs/bitstream.md;
+keep the two in step.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import BinaryIO, Iterator
+
+from flowcodec.errors import BitstreamError
+
+MAGIC = b"FCDC"
+VERSION = 1
+UNKNOWN_FRAMES = 0xFFFFFFFF
+"""frame_count value meaning "read records until end of file"."""
+
+MAX_HEADER_LEN = 1024
+MAX_SIDE = 16384
+MAX_PIXELS = 2**26
+MAX_MODEL_ID = 64
+MAX_PAYLOAD = 64 * 2**20
+HASH_LEN = 8
+
+_PREFIX = struct.Struct("<4sBH")  # magic, version, header_len
+_FIELDS = struct.Struct("<HHIIIHBBB")  # width .. flags, model_id length
+_U32 = struct.Struct("<I")
+_RECORD = struct.Struct("<BII")  # frame type, payload length, record CRC
+_MIN_HEADER_LEN = _FIELDS.size + HASH_LEN  # with an empty model id
+_CHUNK = 2**20  # payloads are read in pieces no larger than this
+
+
+class FrameType(IntEnum):
+    """How a frame record's payload was coded."""
+
+    INTRA_HEVC = 0
+    INTRA_LEARNED = 1
+    INTER = 2
+
+
+@dataclass
+class Header:
+    """Stream-level parameters stored once at the start of a file."""
+
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int
+    intra_period: int
+    quality: int
+    model_id: str
+    weights_hash: bytes
+    flags: int = 0
+
+    def validate(self) -> None:
+        """Raise BitstreamError unless every field is in its legal range.
+
+        Applied both when writing (so we never produce a file we would
+        refuse) and when reading (so callers can trust the values).
+        """
+        w, h = self.width, self.height
+        if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and w * h <= MAX_PIXELS):
+            raise BitstreamError(f"invalid frame size {w}x{h}")
+        if not (0 < self.fps_num <= 0xFFFFFFFF and 0 < self.fps_den <= 0xFFFFFFFF):
+            raise BitstreamError(f"invalid frame rate {self.fps_num}/{self.fps_den}")
+        if not 0 <= self.frame_count <= 0xFFFFFFFF:
+            raise BitstreamError(f"invalid frame count {self.frame_count}")
+        if not 0 < self.intra_period <= 0xFFFF:
+            raise BitstreamError(f"invalid intra period {self.intra_period}")
+        if not 0 <= self.quality <= 0xFF:
+            raise BitstreamError(f"invalid quality {self.quality}")
+        if self.flags != 0:
+            raise BitstreamError(f"unknown header flags 0x{self.flags:02x}")
+        mid = self.model_id
+        if not (0 < len(mid) <= MAX_MODEL_ID and all(" " <= c <= "~" for c in mid)):
+            raise BitstreamError(f"invalid model id {mid!r}")
+        if not isinstance(self.weights_hash, bytes) or len(self.weights_hash) != HASH_LEN:
+            raise BitstreamError(f"weights hash must be {HASH_LEN} bytes")
+
+    def pack(self) -> bytes:
+        """Serialise the whole header: magic, version, length, fields, CRC."""
+        self.validate()
+        mid = self.model_id.encode("ascii")
+        fields = _FIELDS.pack(
+            self.width, self.height, self.fps_num, self.fps_den, self.frame_count,
+            self.intra_period, self.quality, self.flags, len(mid),
+        ) + mid + self.weights_hash
+        head = _PREFIX.pack(MAGIC, VERSION, len(fields)) + fields
+        return head + _U32.pack(zlib.crc32(head))
+
+    @classmethod
+    def unpack_fields(cls, fields: bytes) -> Header:
+        """Parse the CRC-checked field bytes that follow header_len."""
+        (width, height, fps_num, fps_den, frame_count, intra_period, quality,
+         flags, mid_len) = _FIELDS.unpack_from(fields)
+        if _MIN_HEADER_LEN + mid_len != len(fields):
+            raise BitstreamError("corrupted header (inconsistent header length)")
+        mid = fields[_FIELDS.size:_FIELDS.size + mid_len]
+        if not all(0x20 <= b <= 0x7E for b in mid):
+            raise BitstreamError("invalid model id (not printable ASCII)")
+        header = cls(width, height, fps_num, fps_den, frame_count, intra_period,
+                     quality, mid.decode("ascii"), fields[-HASH_LEN:], flags)
+        header.validate()
+        return header
+
+
+def _record_crc(ftype: int, payload: bytes) -> int:
+    """CRC32 over frame type, payload length and payload, so a flipped type
+    or length is caught as surely as a flipped payload byte."""
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<BI", ftype, len(payload))))
+
+
+def _seekable(fileobj: BinaryIO) -> bool:
+    """True for real files and BytesIO, False for pipes and sockets."""
+    seekable = getattr(fileobj, "seekable", None)
+    return bool(seekable and seekable())
+
+
+class Writer:
+    """Writes a header, then frame records, to a binary file object.
+
+    The caller owns ``fileobj``: close() finalises the stream but does not
+    close the file. If the header's frame_count is UNKNOWN_FRAMES and the
+    file is seekable, close() patches in the real count.
+    """
+
+    def __init__(self, fileobj: BinaryIO, header: Header):
+        self.header = header
+        self.frames_written = 0
+        self.bytes_written = 0
+        self._file = fileobj
+        self._start = fileobj.tell() if _seekable(fileobj) else None
+        self._closed = False
+        self._write(header.pack())
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.bytes_written += len(data)
+
+    def write_frame(self, ftype: FrameType, payload: bytes) -> None:
+        """Append one frame record (ValueError for a type not in FrameType)."""
+        if self._closed:
+            raise BitstreamError("write to a closed bitstream writer")
+        ftype = FrameType(ftype)
+        if len(payload) > MAX_PAYLOAD:
+            raise BitstreamError(f"frame payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        count = self.header.frame_count
+        if count != UNKNOWN_FRAMES and self.frames_written >= count:
+            raise BitstreamError(f"header declares {count} frames, cannot write more")
+        payload = bytes(payload)
+        self._write(_RECORD.pack(ftype, len(payload), _record_crc(ftype, payload)))
+        self._write(payload)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finalise: patch an unknown frame_count if possible, then flush.
+
+        Raises BitstreamError if a known frame_count was not met, since the
+        file would be rejected as truncated. Calling it again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        count = self.header.frame_count
+        if count == UNKNOWN_FRAMES and self._start is not None:
+            self.header = replace(self.header, frame_count=self.frames_written)
+            end = self._file.tell()
+            self._file.seek(self._start)
+            self._file.write(self.header.pack())  # same length: only the count changed
+            self._file.seek(end)
+        elif count not in (UNKNOWN_FRAMES, self.frames_written):
+            raise BitstreamError(f"header declares {count} frames, {self.frames_written} written")
+        self._file.flush()
+
+    finish = close  # the encoder's name for the same step
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+class Reader:
+    """Reads and validates a header, then yields ``(FrameType, payload)``.
+
+    ``expected_model_id`` / ``expected_hash`` bind the file to the decoder's
+    weights: a mismatch is refused up front rather than decoded to garbage.
+    Iterate once; every record is CRC-checked before it is yielded.
+    """
+
+    def __init__(self, fileobj: BinaryIO, expected_model_id: str | None = None,
+                 expected_hash: bytes | None = None):
+        self._file = fileobj
+        self._end = None  # file size when known, to reject impossible lengths early
+        self._pos = 0
+        if _seekable(fileobj):
+            self._pos = fileobj.tell()
+            self._end = fileobj.seek(0, 2)
+            fileobj.seek(self._pos)
+        self.frames_read = 0
+        self.header = self._read_header()
+        if expected_model_id is not None and self.header.model_id != expected_model_id:
+            raise BitstreamError(f"bitstream was made by model '{self.header.model_id}', "
+                                 f"this decoder has '{expected_model_id}'")
+        if expected_hash is not None and self.header.weights_hash != expected_hash:
+            raise BitstreamError(
+                f"bitstream was made with different weights (hash {self.header.weights_hash.hex()}, "
+                f"this decoder has {expected_hash.hex()})")
+
+    def _read(self, n: int) -> bytes:
+        """Read up to n bytes (fewer only at EOF), in bounded chunks so a
+        lying length on a pipe costs no more memory than the data present."""
+        parts = []
+        while n > 0:
+            part = self._file.read(min(n, _CHUNK))
+            if not part:
+                break
+            parts.append(part)
+            n -= len(part)
+            self._pos += len(part)
+        return b"".join(parts)
+
+    def _read_header(self) -> Header:
+        prefix = self._read(_PREFIX.size)
+        if not prefix:
+            raise BitstreamError("empty file: not a flowcodec bitstream")
+        if prefix[:4] != MAGIC[:len(prefix)]:
+            raise BitstreamError("not a flowcodec bitstream (bad magic)")
+        if len(prefix) < _PREFIX.size:
+            raise BitstreamError("truncated bitstream: incomplete header")
+        _, version, header_len = _PREFIX.unpack(prefix)
+        if version > VERSION:
+            raise BitstreamError(f"bitstream format version {version} is newer "
+                                 f"than this decoder ({VERSION})")
+        if version < 1:
+            raise BitstreamError(f"invalid bitstream format version {version}")
+        if not _MIN_HEADER_LEN <= header_len <= MAX_HEADER_LEN:
+            raise BitstreamError(f"corrupted header (header length {header_len} out of bounds)")
+        rest = self._read(header_len + _U32.size)
+        if len(rest) < header_len + _U32.size:
+            raise BitstreamError("truncated bitstream: incomplete header")
+        fields, (crc,) = rest[:header_len], _U32.unpack(rest[header_len:])
+        if zlib.crc32(prefix + fields) != crc:
+            raise BitstreamError("corrupted header (CRC mismatch)")
+        return Header.unpack_fields(fields)
+
+    def __iter__(self) -> Iterator[tuple[FrameType, bytes]]:
+        count = self.header.frame_count
+        while True:
+            i = self.frames_read
+            if count != UNKNOWN_FRAMES and i == count:
+                if self._read(1):
+                    raise BitstreamError(f"corrupted bitstream: data after the "
+                                         f"{count} frames the header declares")
+                return
+            record = self._read_record(i)
+            if record is None:
+                return
+            self.frames_read += 1
+            yield record
+
+    def _read_record(self, i: int) -> tuple[FrameType, bytes] | None:
+        """Read and check record i. Returns None at a clean EOF, which ends
+        the stream only when frame_count is unknown."""
+        head = self._read(_RECORD.size)
+        if not head:
+            if self.header.frame_count == UNKNOWN_FRAMES:
+                return None
+            raise BitstreamError(f"truncated bitstream: expected "
+                                 f"{self.header.frame_count} frames, found {i}")
+        if len(head) < _RECORD.size:
+            raise BitstreamError(f"truncated bitstream: frame {i} record header is incomplete")
+        ftype, length, crc = _RECORD.unpack(head)
+        if ftype not in FrameType._value2member_map_:
+            raise BitstreamError(f"corrupted frame {i} (unknown frame type {ftype})")
+        if length > MAX_PAYLOAD:
+            raise BitstreamError(f"corrupted frame {i} (payload length {length} "
+                                 f"exceeds {MAX_PAYLOAD})")
+        if self._end is not None and length > self._end - self._pos:
+            raise BitstreamError(f"truncated bitstream: frame {i} declares {length} "
+                                 f"payload bytes, only {self._end - self._pos} remain")
+        payload = self._read(length)
+        if len(payload) < length:
+            raise BitstreamError(f"truncated bitstream: frame {i} has {len(payload)} "
+                                 f"of {length} payload bytes")
+        if _record_crc(ftype, payload) != crc:
+            raise BitstreamError(f"corrupted frame {i} (CRC mismatch)")
+        return FrameType(ftype), payload
+
+
+def payload_pack(*chunks: bytes) -> bytes:
+    """Join sub-streams (e.g. motion and residual bits) into one frame
+    payload, each prefixed by its u32 length."""
+    return b"".join(_U32.pack(len(c)) + bytes(c) for c in chunks)
+
+
+def payload_unpack(data: bytes, n: int) -> list[bytes]:
+    """Split a payload_pack result back into exactly n sub-streams.
+
+    Every length is checked against the bytes that remain, and leftover
+    bytes are an error, so a damaged payload never yields wrong slices.
+    """
+    chunks, pos = [], 0
+    for k in range(n):
+        if len(data) - pos < _U32.size:
+            raise BitstreamError(f"corrupted payload: sub-stream {k} length is missing")
+        (length,) = _U32.unpack_from(data, pos)
+        pos += _U32.size
+        if length > len(data) - pos:
+            raise BitstreamError(f"corrupted payload: sub-stream {k} declares {length} "
+                                 f"bytes, only {len(data) - pos} remain")
+        chunks.append(bytes(data[pos:pos + length]))
+        pos += length
+    if pos != len(data):
+        raise BitstreamError(f"corrupted payload: {len(data) - pos} bytes after "
+                             f"{n} sub-streams")
+    return chunks

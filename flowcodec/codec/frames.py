@@ -1,0 +1,50 @@
+"""Frames as network tensors: YUV 4:2:0 packed into 6 channels at half resolution.
+
+Luma is split into its four 2x2 phases (pixel-unshuffle) and stacked with U and V, so the codec works
+on the native 4:2:0 samples (no colour conversion, the metric is PSNR-YUV) at a quarter of the pixels.
+Sizes are padded by edge replication to a multiple of ``ALIGN`` luma pixels and cropped on output.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ALIGN = 64  # luma alignment: packed 2x, analysis 8x, hyper-analysis 4x
+
+
+def pack(y: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) luma + (B,2,H/2,W/2) chroma -> (B,6,H/2,W/2)."""
+    return torch.cat((F.pixel_unshuffle(y, 2), uv), dim=1)
+
+
+def unpack(x: torch.Tensor):
+    """(B,6,H/2,W/2) -> luma (B,1,H,W), chroma (B,2,H/2,W/2)."""
+    return F.pixel_shuffle(x[:, :4], 2), x[:, 4:]
+
+
+def padded_size(width: int, height: int):
+    """Luma size the network codes for a frame of this size."""
+    up = lambda v: -(-v // ALIGN) * ALIGN
+    return up(width), up(height)
+
+
+def to_tensor(frame, width: int, height: int) -> torch.Tensor:
+    """uint8 (y, u, v) planes -> padded packed tensor (1,6,Hp/2,Wp/2) in [0,1]."""
+    wp, hp = padded_size(width, height)
+    y, u, v = (np.asarray(p, dtype=np.float32) / 255.0 for p in frame)
+    y = np.pad(y, ((0, hp - y.shape[0]), (0, wp - y.shape[1])), mode="edge")
+    uv = np.stack([np.pad(c, ((0, hp // 2 - c.shape[0]), (0, wp // 2 - c.shape[1])), mode="edge")
+                   for c in (u, v)])
+    return pack(torch.from_numpy(y)[None, None], torch.from_numpy(uv)[None])
+
+
+def to_frame(x: torch.Tensor, width: int, height: int):
+    """Packed tensor -> uint8 (y, u, v) planes cropped to the frame size (round half up, clip)."""
+    y, uv = unpack(x)
+    q = lambda t: np.floor(t.detach().numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    return q(y[0, 0, :height, :width]), q(uv[0, 0, :ch, :cw]), q(uv[0, 1, :ch, :cw])
+
+
+def quantize_frame(x: torch.Tensor) -> torch.Tensor:
+    """Round a packed frame to 8-bit levels (what the decoder stores as reference)."""
+    return torch.floor(x.clamp(0, 1) * 255.0 + 0.5) / 255.0

@@ -1,0 +1,96 @@
+"""HEVC intra coding of single frames with x265, through the ffmpeg binary of imageio-ffmpeg.
+
+Intra frames (frames 0, 32, 64, ... under EVAL.md) are coded by x265 like DVC and FVC used BPG/x265.
+The encoder obtains its reconstruction by running `decode_intra` on the payload it just produced, so
+encoder and decoder reconstructions are identical by construction. Frames with an odd width or height
+are padded to even size by edge replication (x265 and yuv420p need even sizes) and cropped on decode;
+4:2:0 chroma of an odd-sized frame already has the padded size, so only luma is padded.
+"""
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+
+from flowcodec.errors import BitstreamError, VideoError
+
+TIMEOUT_S = 60
+
+
+def frame_to_raw(frame):
+    """Bytes of a (y, u, v) uint8 frame in ffmpeg's rawvideo yuv420p layout (planes back to back)."""
+    return b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in frame)
+
+
+def raw_to_frame(buf, width, height):
+    """Split one rawvideo yuv420p frame of width x height into (y, u, v) arrays (copies)."""
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    data = np.frombuffer(buf, np.uint8)
+    y = data[:width * height].reshape(height, width)
+    u = data[width * height:width * height + cw * ch].reshape(ch, cw)
+    v = data[width * height + cw * ch:width * height + 2 * cw * ch].reshape(ch, cw)
+    return y.copy(), u.copy(), v.copy()
+
+
+def _check_frame(frame):
+    """Raise VideoError unless frame is a (y, u, v) uint8 4:2:0 frame; return its (width, height)."""
+    if len(frame) != 3 or any(np.asarray(p).dtype != np.uint8 or np.ndim(p) != 2 for p in frame):
+        raise VideoError("a frame must be three 2-D uint8 planes (y, u, v)")
+    height, width = frame[0].shape
+    chroma = ((height + 1) // 2, (width + 1) // 2)
+    if frame[1].shape != chroma or frame[2].shape != chroma:
+        raise VideoError(f"chroma planes of a {width}x{height} frame must be {chroma[1]}x{chroma[0]}")
+    return width, height
+
+
+def _run_ffmpeg(args, data):
+    """Run ffmpeg with args, data on stdin; return (returncode, stdout, first stderr line).
+
+    A run that exceeds TIMEOUT_S is killed and reported as a failure rather than raised.
+    """
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args]
+    try:
+        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return -1, b"", f"ffmpeg timed out after {TIMEOUT_S} s"
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    return proc.returncode, proc.stdout, lines[0] if lines else "no error message"
+
+
+def encode_intra(frame, qp):
+    """Code one frame as an HEVC IDR picture at fixed QP; return the elementary stream without SEI.
+
+    The stream carries VPS/SPS/PPS and one IDR slice; x265's option-text SEI is both switched off
+    (info=0) and filtered out, as EVAL.md counts bits without it.
+    """
+    width, height = _check_frame(frame)
+    if not 0 <= qp <= 51:
+        raise ValueError(f"HEVC QP must be in 0..51, got {qp}")
+    y = frame[0]
+    if width % 2 or height % 2:
+        y = np.pad(y, ((0, height % 2), (0, width % 2)), mode="edge")
+    raw = frame_to_raw((y, frame[1], frame[2]))
+    args = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{y.shape[1]}x{y.shape[0]}", "-i", "-",
+            "-frames:v", "1", "-c:v", "libx265", "-preset", "medium", "-tune", "psnr",
+            "-x265-params", f"qp={qp}:info=0:keyint=1:log-level=none",
+            "-bsf:v", "filter_units=remove_types=39", "-f", "hevc", "-"]
+    code, out, err = _run_ffmpeg(args, raw)
+    if code or not out:
+        raise VideoError(f"x265 could not encode the frame: {err}")
+    return out
+
+
+def decode_intra(payload, width, height):
+    """Decode an `encode_intra` payload into a (y, u, v) frame of width x height.
+
+    Raises BitstreamError when ffmpeg fails or does not produce exactly one frame of the expected size.
+    """
+    pw, ph = width + width % 2, height + height % 2
+    code, out, err = _run_ffmpeg(["-f", "hevc", "-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                                 bytes(payload))
+    if code:
+        raise BitstreamError(f"HEVC intra payload could not be decoded: {err}")
+    if len(out) != pw * ph + 2 * (pw // 2) * (ph // 2):
+        raise BitstreamError(f"HEVC intra payload decoded to {len(out)} bytes, "
+                             f"not one {pw}x{ph} frame")
+    y, u, v = raw_to_frame(out, pw, ph)
+    return np.ascontiguousarray(y[:height, :width]), u, v

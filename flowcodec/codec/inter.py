@@ -1,0 +1,61 @@
+"""P-frame codec of the residual-coding framework (DVC, Lu et al. CVPR 2019):
+
+    motion estimation → motion autoencoder → motion compensation + refinement → residual autoencoder
+
+written once in ``InterCodec.forward``. The same function trains (``Train`` coder: noise, rate
+estimate), encodes (``Encode``: round and range-code) and decodes (``Decode``: range-decode; no current
+frame, so nothing encoder-only runs). The encoder's reconstruction is therefore the decoder's by
+construction.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers import ResBlock, conv
+from ..motion import create
+from .hyper import HyperCodec
+
+TAGS = ("motion", "residual")
+FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constant (pixels, not sizes)
+
+
+class Refine(nn.Module):
+    """Motion-compensation refinement: cleans the warped prediction using the reference and the field
+    (the 'motion compensation network' of DVC, much smaller)."""
+
+    def __init__(self, field_channels: int, width: int = 48):
+        super().__init__()
+        self.head = conv(6 + 6 + 4 * field_channels, width)
+        self.down = conv(width, width, 3, 2)
+        self.mid = nn.Sequential(ResBlock(width), ResBlock(width))
+        self.tail = nn.Sequential(ResBlock(width), conv(width, 6))
+
+    def forward(self, warped, ref, field):
+        f = self.head(torch.cat((warped, ref, F.pixel_unshuffle(field / FIELD_SCALE, 2)), dim=1))
+        f = f + F.interpolate(self.mid(self.down(f)), scale_factor=2, mode="nearest")
+        return warped + self.tail(f)
+
+
+class InterCodec(nn.Module):
+    def __init__(self, motion: str = "pyramid", levels: int = 6):
+        super().__init__()
+        self.motion = create(motion)
+        fc = self.motion.channels
+        self.mv = HyperCodec(4 * fc, 4 * fc, n=64, m=64, nz=32, levels=levels)
+        self.refine = Refine(fc)
+        self.res = HyperCodec(6, 6, n=64, m=96, nz=32, levels=levels)
+
+    def forward(self, cur, ref, q, coder):
+        """One P-frame through the channel. ``cur`` is None when decoding.
+
+        Returns (reconstruction, prediction, decoded motion field); all padded packed tensors.
+        """
+        size = ref.shape[-2:]
+        field_in = None
+        if cur is not None:
+            field_in = F.pixel_unshuffle(self.motion.estimate(cur, ref) / FIELD_SCALE, 2)
+        field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size), 2) * FIELD_SCALE
+        pred = self.refine(self.motion.compensate(ref, field), ref, field)
+        residual = None if cur is None else cur - pred
+        x_hat = pred + self.res(residual, q, coder, "residual", size)
+        return x_hat, pred, field

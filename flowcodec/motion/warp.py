@@ -1,0 +1,32 @@
+"""Backward warping with flows in pixel units (decoder side)."""
+import torch
+import torch.nn.functional as F
+
+from ..codec.frames import pack, unpack
+
+
+def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``img`` (B,C,H,W) at p + flow(p); flow (B,2,H,W) in pixels (x, y); borders replicate."""
+    b, _, h, w = flow.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype), torch.arange(w, dtype=flow.dtype),
+                            indexing="ij")
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    return F.grid_sample(img, torch.stack((gx, gy), dim=-1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def downsample_flow(flow: torch.Tensor) -> torch.Tensor:
+    """Flow at half resolution, in half-resolution pixels."""
+    return F.avg_pool2d(flow, 2) * 0.5
+
+
+def upsample_flow(flow: torch.Tensor) -> torch.Tensor:
+    """Flow at double resolution, in double-resolution pixels."""
+    return F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=False) * 2.0
+
+
+def warp_frame(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Warp a packed 4:2:0 frame: luma with the full-resolution flow, chroma with the half-res flow."""
+    y, uv = unpack(ref)
+    return pack(warp(y, flow), warp(uv, downsample_flow(flow)))

