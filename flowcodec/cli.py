@@ -4,8 +4,131 @@ Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr
 """
 import argparse
 import sys
+import time
 
 from .errors import FlowcodecError
+
+QUALITIES = 6
+
+
+def _model(motion: str, weights: str | None):
+    from .codec.model import load, weights_path
+    return load(weights or weights_path(motion))
+
+
+def _encode(a):
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+    from .codec.bitstream import UNKNOWN_FRAMES, Header, Writer
+    from .codec.encoder import SequenceEncoder
+    from .eval.metrics import psnr_yuv
+    from .io import VideoInfo, Y4MWriter, atomic_output, open_video, parse_size, to_8bit
+
+    torch.set_num_threads(a.threads)
+    if not 1 <= a.quality <= QUALITIES:
+        raise FlowcodecError(f"--quality must be 1..{QUALITIES}")
+    if a.intra_period < 1 or a.intra_period > 65535:
+        raise FlowcodecError("--intra-period must be 1..65535")
+    model, digest = _model(a.motion, a.weights)
+    src = open_video(a.input, size=parse_size(a.size) if a.size else None, fps=a.fps, frames=a.frames)
+    info = src.info
+    header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
+                    a.quality, model.model_id, digest)
+    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period)
+    psnrs, t0 = [], time.time()
+    recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
+    with src, atomic_output(a.output) as out, \
+            (atomic_output(a.recon) if a.recon else _Null()) as rec_file:
+        writer = Writer(out, header)
+        rec = Y4MWriter(rec_file, recon_info) if a.recon else None
+        for frame in tqdm(src, desc="encode", unit="frame", disable=a.quiet or None, leave=False):
+            frame = to_8bit(frame, info.bitdepth)
+            ftype, payload, recon = enc.encode(frame)
+            writer.write_frame(ftype, payload)
+            psnrs.append(psnr_yuv(frame, recon)["yuv"])
+            if rec:
+                rec.write(recon)
+        writer.close()
+        if rec:
+            rec.close()
+        size = writer.bytes_written
+    n = len(psnrs)
+    secs = time.time() - t0
+    bpp = 8 * size / (info.width * info.height * max(n, 1))
+    print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
+          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs) if n else float('nan'):.3f} dB, "
+          f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
+
+
+class _Null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _open_bitstream(path):
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise FlowcodecError(f"cannot open '{path}': {e.strerror}") from None
+
+
+def _reader(a, f):
+    """Bitstream reader bound to the weights that must decode it, and those weights."""
+    from .codec.bitstream import Reader
+    from .motion import available
+    reader = Reader(f)
+    motion = reader.header.model_id.rsplit("-v", 1)[0]
+    if motion not in available():
+        raise FlowcodecError(f"bitstream was made by model '{reader.header.model_id}', "
+                             "unknown to this decoder")
+    model, digest = _model(motion, a.weights)
+    reader.bind(model.model_id, digest)
+    return reader, model
+
+
+def _decode(a):
+    import torch
+    from tqdm import tqdm
+    from .codec.decoder import SequenceDecoder
+    from .io import VideoInfo, Y4MWriter, atomic_output
+
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    with _open_bitstream(a.input) as f:
+        reader, model = _reader(a, f)
+        h = reader.header
+        dec = SequenceDecoder(model, h.width, h.height, h.quality)
+        n = 0
+        with atomic_output(a.output) as out:
+            y4m = Y4MWriter(out, VideoInfo(h.width, h.height, h.fps_num, h.fps_den))
+            for ftype, payload in tqdm(reader, desc="decode", unit="frame", disable=a.quiet or None,
+                                       leave=False):
+                y4m.write(dec.decode(ftype, payload))
+                n += 1
+            y4m.close()
+    secs = time.time() - t0
+    print(f"decoded {n} frames {h.width}x{h.height}: {n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
+
+
+def _info(a):
+    from .codec.bitstream import Reader
+    with _open_bitstream(a.input) as f:
+        r = Reader(f)
+        h = r.header
+        print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
+              f"fps {h.fps_num}/{h.fps_den}  quality {h.quality}  intra period {h.intra_period}")
+        total = 0
+        for i, (ftype, payload) in enumerate(r):
+            total += len(payload)
+            if a.frames:
+                print(f"frame {i:5d} {ftype.name:12s} {len(payload):8d} bytes")
+        print(f"{r.frames_read} frames, {total} payload bytes")
 
 
 def _train(a):
@@ -21,6 +144,34 @@ def _data(a):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flowcodec", description="learned video codec (residual coding)")
     sub = p.add_subparsers(dest="cmd", required=True)
+
+    e = sub.add_parser("encode", help="video (y4m, yuv, or anything ffmpeg reads; - = stdin) -> .fcb")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True, help="bitstream file (- = stdout)")
+    e.add_argument("--quality", type=int, default=3, help=f"1 (lowest rate) .. {QUALITIES}")
+    e.add_argument("--motion", default="pyramid", help="motion approach (registry name)")
+    e.add_argument("--intra-period", type=int, default=32)
+    e.add_argument("--recon", help="write the encoder-side reconstruction (y4m)")
+    e.add_argument("--size", help="WxH, for raw .yuv input")
+    e.add_argument("--fps", help="frame rate, for raw .yuv input (e.g. 25 or 30000/1001)")
+    e.add_argument("--frames", type=int, help="code only the first N frames")
+    e.add_argument("--weights", help="weights file (default: the shipped weights of --motion)")
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_encode)
+
+    d = sub.add_parser("decode", help=".fcb -> y4m")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", required=True, help="y4m file (- = stdout)")
+    d.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
+    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(func=_decode)
+
+    i = sub.add_parser("info", help="print a bitstream's header (and frames with --frames)")
+    i.add_argument("input")
+    i.add_argument("--frames", action="store_true")
+    i.set_defaults(func=_info)
 
     t = sub.add_parser("train", help="train the P-frame codec (resumable; torchrun for several processes)")
     t.add_argument("--data", default="data", help="folder written by 'flowcodec data fetch'")
@@ -52,6 +203,10 @@ def main(argv=None):
         args.func(args)
     except FlowcodecError as e:
         print(f"flowcodec: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"flowcodec: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("flowcodec: interrupted", file=sys.stderr)

@@ -207,6 +207,10 @@ class Reader:
             fileobj.seek(self._pos)
         self.frames_read = 0
         self.header = self._read_header()
+        self.bind(expected_model_id, expected_hash)
+
+    def bind(self, expected_model_id: str | None, expected_hash: bytes | None) -> None:
+        """Refuse the file unless it was made by this model id / these weights (None: not checked)."""
         if expected_model_id is not None and self.header.model_id != expected_model_id:
             raise BitstreamError(f"bitstream was made by model '{self.header.model_id}', "
                                  f"this decoder has '{expected_model_id}'")

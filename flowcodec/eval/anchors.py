@@ -146,7 +146,7 @@ def run_anchor(name, y4m_path, qp, frames=None, workdir=None):
         mkv, stream, dec = (work / f"{name}_qp{qp}{ext}" for ext in (".mkv", ".bin", ".yuv"))
         src = work / "src.yuv"
         args = [a.replace("{qp}", str(qp)) for a in anchor.args]
-        enc_seconds = _ffmpeg(["-i", str(y4m_path), *limit, "-an", "-pix_fmt", anchor.pix_fmt, *args,
+        enc_seconds = _ffmpeg(["-i", str(y4m_path), *limit, "-pix_fmt", anchor.pix_fmt, *args,
                                str(mkv)], f"{name} encoding at QP {qp}")
         _ffmpeg(["-i", str(mkv), "-c", "copy", *anchor.stream, str(stream)], f"{name} stream copy")
         dec_seconds = _ffmpeg(["-i", str(mkv), "-f", "rawvideo", "-pix_fmt", anchor.pix_fmt, str(dec)],

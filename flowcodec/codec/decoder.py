@@ -1,0 +1,41 @@
+"""Sequence decoder: turns frame records back into frames and keeps the decoder state.
+
+The state is exactly what the bitstream lets a decoder rebuild: the last decoded frame (8-bit, cropped,
+then re-padded by edge replication). The encoder (``encoder.py``) derives from this class and updates
+its state through the same ``_accept``, so its references are the decoder's.
+"""
+import torch
+
+from ..entropy.coder import Decode
+from ..errors import BitstreamError
+from .bitstream import FrameType, payload_unpack
+from .frames import to_frame, to_tensor
+from .hevc import decode_intra
+from .inter import TAGS
+
+
+class SequenceDecoder:
+    def __init__(self, model, width: int, height: int, quality: int):
+        self.model, self.width, self.height = model, width, height
+        self.level = quality - 1
+        self.ref = None  # padded packed tensor of the last decoded frame
+
+    def _accept(self, frame):
+        """Make a decoded frame the reference of the next one; return it."""
+        self.ref = to_tensor(frame, self.width, self.height)
+        return frame
+
+    @torch.no_grad()
+    def decode(self, ftype: FrameType, payload: bytes):
+        if ftype == FrameType.INTRA_HEVC:
+            return self._accept(decode_intra(payload, self.width, self.height))
+        if ftype == FrameType.INTER:
+            if self.ref is None:
+                raise BitstreamError("inter frame without a preceding intra frame")
+            coder = Decode(TAGS, payload_unpack(payload, len(TAGS)))
+            try:
+                x_hat = self.model.inter(None, self.ref, self.level, coder)[0]
+            except (ValueError, RuntimeError) as e:  # constriction rejects inconsistent data
+                raise BitstreamError(f"inter frame could not be decoded: {e}") from None
+            return self._accept(to_frame(x_hat, self.width, self.height))
+        raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")
