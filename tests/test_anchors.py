@@ -37,7 +37,8 @@ def test_x264_anchor_gives_sane_numbers(clip, tmp_path):
 
 
 def test_frame_limit_and_quality_order(clip):
-    fine, coarse = run_anchor("x264-medium", clip, 22, frames=3), run_anchor("x264-medium", clip, 42, frames=3)
+    fine = run_anchor("x264-medium", clip, 22, frames=3)
+    coarse = run_anchor("x264-medium", clip, 42, frames=3)
     assert len(fine["frames"]) == len(coarse["frames"]) == 3
     assert fine["bytes"] > coarse["bytes"] and fine["psnr_yuv"] > coarse["psnr_yuv"]
 

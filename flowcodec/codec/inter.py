@@ -21,19 +21,20 @@ FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constan
 
 class Refine(nn.Module):
     """Motion-compensation refinement: cleans the warped prediction using the reference and the field
-    (the 'motion compensation network' of DVC, much smaller)."""
+    (the 'motion compensation network' of DVC, much smaller). Most of its work happens at half the
+    packed resolution; the full-resolution path is one conv in and one out."""
 
-    def __init__(self, field_channels: int, width: int = 48):
+    def __init__(self, field_channels: int, width: int = 32, inner: int = 48):
         super().__init__()
         self.head = conv(6 + 6 + 4 * field_channels, width)
-        self.down = conv(width, width, 3, 2)
-        self.mid = nn.Sequential(ResBlock(width), ResBlock(width))
-        self.tail = nn.Sequential(ResBlock(width), conv(width, 6))
+        self.down = conv(width, inner, 3, 2)
+        self.mid = nn.Sequential(nn.LeakyReLU(0.1), ResBlock(inner), nn.LeakyReLU(0.1))
+        self.up = nn.Sequential(nn.Conv2d(inner, 4 * width, 1), nn.PixelShuffle(2))
+        self.tail = nn.Sequential(nn.LeakyReLU(0.1), conv(width, 6))
 
     def forward(self, warped, ref, field):
         f = self.head(torch.cat((warped, ref, F.pixel_unshuffle(field / FIELD_SCALE, 2)), dim=1))
-        f = f + F.interpolate(self.mid(self.down(f)), scale_factor=2, mode="nearest")
-        return warped + self.tail(f)
+        return warped + self.tail(f + self.up(self.mid(self.down(f))))
 
 
 class InterCodec(nn.Module):

@@ -137,7 +137,8 @@ def run_anchor(name, y4m_path, qp, frames=None, workdir=None):
         raise FlowcodecError(f"unknown anchor {name!r}; known: {', '.join(ANCHORS)}")
     anchor = ANCHORS[name]
     if anchor.encoder not in available_encoders():
-        raise FlowcodecError(f"anchor {name!r} needs encoder {anchor.encoder}, which this ffmpeg build lacks")
+        raise FlowcodecError(
+            f"anchor {name!r} needs encoder {anchor.encoder}, which this ffmpeg build lacks")
     width, height = _y4m_size(y4m_path)
     limit = ["-frames:v", str(frames)] if frames else []
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,8 +4,9 @@ Following SpyNet (Ranjan & Black, CVPR 2017) as used in DVC (Lu et al., CVPR 201
 pyramids of both frames; at the coarsest level start from zero flow; at each finer level upsample the
 flow (doubling its values, since it is in pixels of that level), warp the reference with it, and let a
 small per-level CNN predict the residual flow from (current, warped reference, flow). The coarse levels
-catch large motion cheaply; the fine levels only refine. Estimation stops at half resolution and the
-result is upsampled, which halves the cost at a negligible loss for coding.
+catch large motion cheaply; the fine levels only refine. The finest level runs at a quarter of the luma
+resolution and its flow is upsampled: 16 times cheaper than full resolution, at little loss for coding,
+where motion is coded at 1/16 of the resolution anyway.
 
 Compensation is a bilinear backward warp of the decoded reference (luma with the flow, chroma with the
 half-resolution flow); the codec's refinement network then cleans the warped frame.
@@ -36,14 +37,14 @@ class _LevelNet(nn.Module):
 class PyramidFlow(MotionModel):
     channels = 2
 
-    def __init__(self, levels: int = 5):
+    def __init__(self, levels: int = 4):
         super().__init__()
         self.levels = nn.ModuleList(_LevelNet() for _ in range(levels))
 
     def estimate(self, cur, ref):
         """Flow from the current to the reference frame (B,2,H,W), luma pixels."""
         c, r = unpack(cur)[0], unpack(ref)[0]
-        pyr_c, pyr_r = [F.avg_pool2d(c, 2)], [F.avg_pool2d(r, 2)]
+        pyr_c, pyr_r = [F.avg_pool2d(c, 4)], [F.avg_pool2d(r, 4)]
         for _ in range(len(self.levels) - 1):
             pyr_c.append(F.avg_pool2d(pyr_c[-1], 2))
             pyr_r.append(F.avg_pool2d(pyr_r[-1], 2))
@@ -52,7 +53,7 @@ class PyramidFlow(MotionModel):
             if k < len(self.levels) - 1:
                 flow = upsample_flow(flow)
             flow = flow + self.levels[k](pyr_c[k], warp(pyr_r[k], flow), flow)
-        return upsample_flow(flow)
+        return upsample_flow(upsample_flow(flow))
 
     def compensate(self, ref, field):
         return warp_frame(ref, field)

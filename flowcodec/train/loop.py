@@ -34,7 +34,7 @@ def distortion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def flow_loss(model, frames, flows, has_flow):
     ref, cur = frames[:, 0], frames[:, 1]
-    est = model.inter.motion.estimate(cur, ref)
+    est = model.inter.motion.estimate(cur, ref)[:, :2]
     epe = torch.linalg.vector_norm(est - flows[:, 0], dim=1).mean(dim=(1, 2))
     warped = warp(unpack(ref)[0], est)
     photo = ((warped - unpack(cur)[0]) ** 2).mean(dim=(1, 2, 3))

@@ -1,0 +1,252 @@
+"""End-to-end encode/decode through the command line with random (untrained) weights.
+
+The codec's central promise: what ``decode`` writes is byte for byte the encoder's ``--recon``,
+whatever the size, frame count, frame types, transport (files or pipes) and thread count.
+Clips are tiny and most runs are in-process (``cli``); the process boundary is exercised where it
+matters (decoding in another process, stdin/stdout pipes).
+"""
+import io
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import CLI, TIMEOUT_S, clip_frames, cli_inproc as cli, make_y4m, read_y4m, run_cli
+from flowcodec.codec.bitstream import UNKNOWN_FRAMES, FrameType, Reader
+from flowcodec.eval.metrics import psnr_yuv
+
+QUALITIES = range(1, 7)
+SUMMARY = re.compile(r"encoded (\d+) frames (\d+)x(\d+) q(\d) \S+: (\d+) bytes, ([0-9.]+) bpp, "
+                     r"PSNR-YUV ([0-9.]+) dB")
+
+
+def _bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _frame_types(fcb):
+    with open(fcb, "rb") as f:
+        r = Reader(f)
+        return [t for t, _ in r], r.header
+
+
+def _encode(cli, src, dst, weights, *extra, recon=None):
+    args = ["encode", src, "-o", dst, "--weights", weights, "--threads", "1", "-q", *extra]
+    if recon:
+        args += ["--recon", recon]
+    rc, out, err = cli(*args)
+    assert rc == 0, err
+    assert out == ""
+    return err
+
+
+def _decode(cli, fcb, dst, weights, *extra):
+    rc, out, err = cli("decode", fcb, "-o", dst, "--weights", weights, "--threads", "1", "-q", *extra)
+    assert rc == 0, err
+    return err
+
+
+def test_module_entry_point():
+    p = run_cli("--help")
+    assert p.returncode == 0, p.stderr
+    for cmd in (b"encode", b"decode", b"info", b"train"):
+        assert cmd in p.stdout
+
+
+# --- every quality, decoded in another process -------------------------------------------------
+
+W, H, N = 64, 64, 3
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory, weights):
+    """The 64x64x3 clip encoded at every quality (intra period 2: I P I), then decoded by one
+    separate Python process (one start-up instead of six)."""
+    d = tmp_path_factory.mktemp("ladder")
+    src = make_y4m(d / "clip.y4m", W, H, N, seed=1)
+    out = {}
+    for q in QUALITIES:
+        fcb, rec, dec = (str(d / f"q{q}{ext}") for ext in (".fcb", "_recon.y4m", "_dec.y4m"))
+        err = _encode(cli, src, fcb, weights, "--quality", str(q), "--intra-period", "2",
+                      recon=rec)
+        out[q] = dict(fcb=fcb, rec=rec, dec=dec, summary=err)
+    script = ("import sys\nfrom flowcodec.cli import main\n"
+              "for fcb, dec in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+              "    rc = main(['decode', fcb, '-o', dec, '--weights', sys.argv[1], '--threads', '1', '-q'])\n"
+              "    if rc: sys.exit(rc)\n")
+    argv = [weights] + [p for q in QUALITIES for p in (out[q]["fcb"], out[q]["dec"])]
+    p = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True,
+                       timeout=6 * TIMEOUT_S)
+    assert p.returncode == 0, p.stderr.decode()
+    return src, out
+
+
+@pytest.mark.parametrize("q", QUALITIES)
+def test_decode_in_other_process_equals_recon(ladder, q):
+    src, out = ladder
+    rec, dec = _bytes(out[q]["rec"]), _bytes(out[q]["dec"])
+    assert len(rec) > 0
+    assert dec == rec
+    types, header = _frame_types(out[q]["fcb"])
+    assert types == [FrameType.INTRA_HEVC, FrameType.INTER, FrameType.INTRA_HEVC]
+    assert (header.width, header.height, header.quality, header.intra_period) == (W, H, q, 2)
+    assert header.frame_count == N  # patched in, since the output was a seekable file
+
+
+@pytest.mark.parametrize("q", QUALITIES)
+def test_summary_bpp_and_psnr(ladder, q):
+    src, out = ladder
+    m = SUMMARY.search(out[q]["summary"])
+    assert m, out[q]["summary"]
+    n, w, h, qq, size, bpp, psnr = m.groups()
+    assert (int(n), int(w), int(h), int(qq)) == (N, W, H, q)
+    fsize = os.path.getsize(out[q]["fcb"])
+    assert int(size) == fsize
+    assert bpp == f"{8 * fsize / (W * H * N):.4f}"
+    mean_psnr = np.mean([psnr_yuv(a, b)["yuv"] for a, b in zip(read_y4m(src), read_y4m(out[q]["rec"]))])
+    assert float(psnr) == pytest.approx(mean_psnr, abs=1e-3)
+
+
+def test_quality_ladder_is_ordered(ladder):
+    """Intra frames use x265 QP 42 (q1) .. 26 (q6): file size grows with quality, and the intra frames
+    are reconstructed more faithfully."""
+    src, out = ladder
+    sizes = [os.path.getsize(out[q]["fcb"]) for q in QUALITIES]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
+    first = read_y4m(src)[0]
+    psnr0 = [psnr_yuv(first, read_y4m(out[q]["rec"])[0])["yuv"] for q in QUALITIES]
+    assert psnr0 == sorted(psnr0), psnr0
+
+
+# --- sizes and frame counts ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("w,h,n", [(66, 38, 3), (64, 48, 1)])
+def test_odd_sizes_and_single_frame(tmp_path, weights, w, h, n):
+    src = make_y4m(tmp_path / "c.y4m", w, h, n, seed=2)
+    fcb, rec, dec = (str(tmp_path / f) for f in ("c.fcb", "r.y4m", "d.y4m"))
+    _encode(cli, src, fcb, weights, recon=rec)
+    _decode(cli, fcb, dec, weights)
+    assert _bytes(dec) == _bytes(rec)
+    frames = read_y4m(dec)
+    assert len(frames) == n
+    for f in frames:
+        assert f[0].shape == (h, w)
+        assert f[1].shape == f[2].shape == ((h + 1) // 2, (w + 1) // 2)
+    # the intra frame is HEVC at QP 35: close to the source, so nothing is shifted or mis-cropped
+    assert psnr_yuv(read_y4m(src)[0], frames[0])["yuv"] > 30
+    types, header = _frame_types(fcb)
+    assert types == [FrameType.INTRA_HEVC] + [FrameType.INTER] * (n - 1)
+    assert (header.width, header.height) == (w, h)
+
+
+def test_odd_width_and_height(tmp_path, weights):
+    """Both dimensions odd (odd chroma rounding, HEVC padding): still bit-exact."""
+    src = make_y4m(tmp_path / "c.y4m", 35, 27, 2, seed=3)
+    fcb, rec, dec = (str(tmp_path / f) for f in ("c.fcb", "r.y4m", "d.y4m"))
+    _encode(cli, src, fcb, weights, recon=rec)
+    _decode(cli, fcb, dec, weights)
+    assert _bytes(dec) == _bytes(rec)
+    assert psnr_yuv(read_y4m(src)[0], read_y4m(dec)[0])["yuv"] > 30
+
+
+def test_intra_period_default_33_frames(tmp_path, weights):
+    src = make_y4m(tmp_path / "c.y4m", 32, 32, 33, seed=4)
+    fcb, rec, dec = (str(tmp_path / f) for f in ("c.fcb", "r.y4m", "d.y4m"))
+    _encode(cli, src, fcb, weights, recon=rec)
+    rc, out, err = cli("info", fcb, "--frames")
+    assert rc == 0, err
+    types = re.findall(r"^frame\s+(\d+)\s+(\w+)\s+(\d+) bytes$", out, re.M)
+    assert [int(i) for i, _, _ in types] == list(range(33))
+    assert [t for _, t, _ in types] == ["INTRA_HEVC"] + ["INTER"] * 31 + ["INTRA_HEVC"]
+    assert "intra period 32" in out
+    assert f"33 frames, {sum(int(b) for _, _, b in types)} payload bytes" in out
+    _decode(cli, fcb, dec, weights)
+    assert _bytes(dec) == _bytes(rec)
+
+
+def test_frames_option_limits_input(tmp_path, weights):
+    src = make_y4m(tmp_path / "c.y4m", 32, 32, 5, seed=5)
+    fcb, rec = str(tmp_path / "c.fcb"), str(tmp_path / "r.y4m")
+    _encode(cli, src, fcb, weights, "--frames", "2", recon=rec)
+    assert len(_frame_types(fcb)[0]) == 2
+    assert len(read_y4m(rec)) == 2
+
+
+# --- transports and threads ---------------------------------------------------------------------
+
+def test_stdin_stdout_pipeline_equals_file_recon(tmp_path, weights):
+    """cat clip.y4m | flowcodec encode - -o - | flowcodec decode - -o -  ==  encode --recon."""
+    src = make_y4m(tmp_path / "c.y4m", 48, 32, 3, seed=6)
+    fcb, rec = str(tmp_path / "c.fcb"), str(tmp_path / "r.y4m")
+    _encode(cli, src, fcb, weights, recon=rec)
+
+    common = ["--weights", weights, "--threads", "1", "-q"]
+    enc = subprocess.Popen(CLI + ["encode", "-", "-o", "-", *common], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dec = subprocess.Popen(CLI + ["decode", "-", "-o", "-", *common], stdin=enc.stdout,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    enc.stdout.close()  # the decoder owns the read end now
+    try:
+        enc.stdin.write(_bytes(src))
+        enc.stdin.close()
+        decoded, dec_err = dec.communicate(timeout=2 * TIMEOUT_S)
+        enc_err = enc.stderr.read()
+        enc.wait(timeout=TIMEOUT_S)
+    finally:
+        for p in (enc, dec):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        enc.stderr.close()
+    assert enc.returncode == 0, enc_err.decode()
+    assert dec.returncode == 0, dec_err.decode()
+    assert b"encoded 3 frames" in enc_err and b"decoded 3 frames" in dec_err
+    assert decoded == _bytes(rec)
+
+
+def test_stream_bitstream_matches_file_bitstream(tmp_path, weights):
+    """Encoding to a pipe leaves frame_count 'unknown' (no seeking back); everything else is the
+    same bytes as the file, and 'info' reads it from stdin."""
+    src = make_y4m(tmp_path / "c.y4m", 32, 32, 2, seed=7)
+    fcb = str(tmp_path / "c.fcb")
+    p = run_cli("encode", src, "-o", "-", "--weights", weights, "--threads", "1", "-q")
+    assert p.returncode == 0, p.stderr.decode()
+    _encode(cli, src, fcb, weights)
+    filed = _bytes(fcb)
+    assert len(p.stdout) == len(filed)
+    r_pipe, r_file = Reader(io.BytesIO(p.stdout)), Reader(io.BytesIO(filed))
+    assert r_pipe.header.frame_count == UNKNOWN_FRAMES and r_file.header.frame_count == 2
+    assert list(r_pipe) == list(r_file)
+
+
+def test_decode_threads_1_and_2_identical(tmp_path, weights):
+    src = make_y4m(tmp_path / "c.y4m", 64, 48, 3, seed=8)
+    fcb, rec = str(tmp_path / "c.fcb"), str(tmp_path / "r.y4m")
+    _encode(cli, src, fcb, weights, recon=rec)
+    outs = []
+    for threads in ("1", "2"):
+        dec = str(tmp_path / f"d{threads}.y4m")
+        rc, _, err = cli("decode", fcb, "-o", dec, "--weights", weights, "--threads", threads, "-q")
+        assert rc == 0, err
+        outs.append(_bytes(dec))
+    assert outs[0] == outs[1] == _bytes(rec)
+
+
+def test_raw_yuv_input(tmp_path, weights):
+    """Headerless yuv420p with --size codes exactly like the same frames in y4m (25 fps both)."""
+    w, h, n = 46, 30, 2
+    frames = clip_frames(w, h, n, seed=9)
+    yuv = tmp_path / "c.yuv"
+    yuv.write_bytes(b"".join(p.tobytes() for f in frames for p in f))
+    y4m = make_y4m(tmp_path / "c.y4m", w, h, n, seed=9)
+    fcb_yuv, fcb_y4m, rec, dec = (str(tmp_path / f) for f in ("a.fcb", "b.fcb", "r.y4m", "d.y4m"))
+    _encode(cli, str(yuv), fcb_yuv, weights, "--size", f"{w}x{h}", recon=rec)
+    _encode(cli, y4m, fcb_y4m, weights)
+    assert _bytes(fcb_yuv) == _bytes(fcb_y4m)
+    _decode(cli, fcb_yuv, dec, weights)
+    assert _bytes(dec) == _bytes(rec)
+    assert len(read_y4m(dec)) == n
