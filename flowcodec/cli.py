@@ -1,4 +1,4 @@
-"""Command line: ``flowcodec encode | decode | info | train | data``.
+"""Command line: ``flowcodec encode | decode | info | demo | eval | analyze | train | data``.
 
 Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr, exit status 1.
 """
@@ -12,8 +12,15 @@ QUALITIES = 6
 
 
 def _model(motion: str, weights: str | None):
+    """Weights of a motion approach (the shipped file unless ``weights`` is given) and their hash."""
     from .codec.model import load, weights_path
-    return load(weights or weights_path(motion))
+    from .motion import available
+    if motion not in available():
+        raise FlowcodecError(f"unknown motion approach '{motion}' (available: {', '.join(available())})")
+    model, digest = load(weights or weights_path(motion))
+    if model.motion_name != motion:
+        raise FlowcodecError(f"weights {weights} are for motion '{model.motion_name}', not '{motion}'")
+    return model, digest
 
 
 def _encode(a):
@@ -169,6 +176,28 @@ def _demo(a):
         print("(frames/s are whole-process, including start-up)")
 
 
+def _eval(a):
+    from .eval.run import evaluate, report
+    from .motion import available
+    if a.report:
+        if a.clips:
+            raise FlowcodecError("--report DIR takes no clips: it rebuilds the tables from DIR/results.json")
+        return report(a.report)
+    anchors = [n for n in a.anchors.split(",") if n]
+    evaluate(a.clips, a.out, a.motion or available(), a.qualities, anchors, a.frames, a.intra_period,
+             a.weights, a.threads)
+
+
+def _analyze(a):
+    import torch
+    from .eval.analyze import analyze
+    torch.set_num_threads(a.threads)
+    with _open_bitstream(a.input) as f:
+        reader, model = _reader(a, f)
+        analyze(reader, model, a.out, a.source)
+    print(f"written to {a.out}/index.html", file=sys.stderr)
+
+
 def _train(a):
     from .train.loop import train
     train(a)
@@ -216,6 +245,30 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--frames", action="store_true")
     i.set_defaults(func=_info)
 
+    v = sub.add_parser("eval", help="RD evaluation under EVAL.md against the anchors: results.json, "
+                       "summary.csv, BD-rates, RD plots")
+    v.add_argument("clips", nargs="*", help="y4m clips (or anything ffmpeg reads)")
+    v.add_argument("--motion", nargs="+", default=None, help="motion approaches (default: all)")
+    v.add_argument("--qualities", type=int, nargs="+", default=list(range(1, QUALITIES + 1)))
+    v.add_argument("--anchors", default="x264-medium,x265-medium,x265-veryslow",
+                   help="comma-separated (also av1-svt, vvc-vvenc); empty for none")
+    v.add_argument("--frames", type=int, help="code only the first N frames of every clip")
+    v.add_argument("--intra-period", type=int, default=32)
+    v.add_argument("--out", default="eval", help="output folder")
+    v.add_argument("--weights", help="weights file, or a folder of <motion>.safetensors "
+                   "(default: the shipped weights)")
+    v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--report", metavar="DIR", help="only rebuild tables and plots from DIR/results.json")
+    v.set_defaults(func=_eval)
+
+    y = sub.add_parser("analyze", help="pictures of what a bitstream does: flow, prediction, bits")
+    y.add_argument("input", help=".fcb bitstream")
+    y.add_argument("--out", required=True, help="output folder (PNGs and index.html)")
+    y.add_argument("--source", help="the source video, for prediction errors and PSNR")
+    y.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
+    y.add_argument("--threads", type=int, default=2)
+    y.set_defaults(func=_analyze)
+
     t = sub.add_parser("train", help="train the P-frame codec (resumable; torchrun for several processes)")
     t.add_argument("--data", default="data", help="folder written by 'flowcodec data fetch'")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
@@ -230,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="start from these weights (safetensors)")
     t.add_argument("--export", help="write the final weights here (safetensors)")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)
+    t.add_argument("--stop-after", type=int, help="stop (with a checkpoint) at this step; rerun to resume")
     t.add_argument("--log-every", type=int, default=10)
     t.set_defaults(func=_train)
 

@@ -12,6 +12,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+
+# The tensors in these tests are tiny: extra intra-op threads only add overhead, and on a busy 2-core
+# machine they make in-process tests several times slower. CLI calls here pass --threads 1 as well.
+torch.set_num_threads(1)
 
 CLI = [sys.executable, "-m", "flowcodec.cli"]
 TIMEOUT_S = 60
@@ -19,7 +24,6 @@ TIMEOUT_S = 60
 
 def make_weights(path, seed=0, motion="pyramid"):
     """Save an untrained VideoModel built from ``torch.manual_seed(seed)``; return the path."""
-    import torch
     from flowcodec.codec.model import VideoModel, save
     torch.manual_seed(seed)
     save(VideoModel(motion), os.fspath(path))
@@ -105,11 +109,15 @@ def cli_inproc(*args, timeout=TIMEOUT_S):
     """
     from flowcodec.cli import main
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _deadline(timeout):
-        try:
-            rc = main([os.fspath(a) for a in args])
-        except SystemExit as e:  # argparse usage errors
-            rc = e.code
+    threads = torch.get_num_threads()  # main() sets the process-wide count from --threads
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _deadline(timeout):
+            try:
+                rc = main([os.fspath(a) for a in args])
+            except SystemExit as e:  # argparse usage errors
+                rc = e.code
+    finally:
+        torch.set_num_threads(threads)
     return rc, out.getvalue(), err.getvalue()
 
 

@@ -15,10 +15,13 @@ from .inter import TAGS
 
 
 class SequenceDecoder:
+    coder = Decode  # reads inter payloads; analysis substitutes a subclass that also measures the bits
+
     def __init__(self, model, width: int, height: int, quality: int):
         self.model, self.width, self.height = model, width, height
         self.level = quality - 1
         self.ref = None  # padded packed tensor of the last decoded frame
+        self.last = None  # (coder, prediction, motion field) of the last inter frame, for analysis
 
     def _accept(self, frame):
         """Make a decoded frame the reference of the next one; return it."""
@@ -32,10 +35,12 @@ class SequenceDecoder:
         if ftype == FrameType.INTER:
             if self.ref is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
-            coder = Decode(TAGS, payload_unpack(payload, len(TAGS)))
+            coder = self.coder(TAGS, payload_unpack(payload, len(TAGS)))
             try:
-                x_hat = self.model.inter(None, self.ref, self.level, coder)[0]
+                x_hat, pred, field = self.model.inter(None, self.ref, self.level, coder)
+                coder.finish()
             except (ValueError, RuntimeError) as e:  # constriction rejects inconsistent data
                 raise BitstreamError(f"inter frame could not be decoded: {e}") from None
+            self.last = (coder, pred, field)
             return self._accept(to_frame(x_hat, self.width, self.height))
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

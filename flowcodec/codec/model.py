@@ -53,10 +53,14 @@ def load(path: str) -> tuple[VideoModel, bytes]:
     if not os.path.exists(path):
         raise FlowcodecError(f"no weights at {path}")
     from safetensors import safe_open
-    with safe_open(path, "pt") as f:
-        config = json.loads(f.metadata()["config"])
-    model = VideoModel(**config)
-    model.load_state_dict(load_file(path))
+    try:
+        with safe_open(path, "pt") as f:
+            config = json.loads((f.metadata() or {})["config"])
+        model = VideoModel(**config)
+        model.load_state_dict(load_file(path))
+    except Exception as e:  # any malformed or mismatched file: one line, not a traceback
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise FlowcodecError(f"cannot load weights {path}: {msg}") from None
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).digest()[:8]
     return model.eval(), digest

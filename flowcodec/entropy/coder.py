@@ -101,6 +101,12 @@ class Decode:
         s = self.streams[tag].decode(_CATEGORICAL, table[channel]).astype(np.int64) - Z_RANGE
         return torch.from_numpy(s.reshape(shape)).float()
 
+    def finish(self):
+        """Every stream must have been read to its end: leftover data means a damaged payload."""
+        for tag, dec in self.streams.items():
+            if not dec.maybe_exhausted():
+                raise BitstreamError(f"{tag} stream has data left over after decoding (damaged payload)")
+
     def gaussian(self, cond, y, mu, sigma, tag):
         idx = cond.scale_index(sigma)
         n = mu.numel()

@@ -1,12 +1,13 @@
 """Approach 2: multi-scale (pyramid) optical flow, coarse to fine.
 
-Following SpyNet (Ranjan & Black, CVPR 2017) as used in DVC (Lu et al., CVPR 2019): build luma
-pyramids of both frames; at the coarsest level start from zero flow; at each finer level upsample the
-flow (doubling its values, since it is in pixels of that level), warp the reference with it, and let a
-small per-level CNN predict the residual flow from (current, warped reference, flow). The coarse levels
-catch large motion cheaply; the fine levels only refine. The finest level runs at a quarter of the luma
-resolution and its flow is upsampled: 16 times cheaper than full resolution, at little loss for coding,
-where motion is coded at 1/16 of the resolution anyway.
+SpyNet (Ranjan & Black, CVPR 2017), as used by DVC (Lu et al., CVPR 2019), refines flow coarse to fine;
+PWC-Net (Sun et al., CVPR 2018) adds what makes such a network learn quickly: features instead of raw
+pixels and a local cost volume. Here, per level from the coarsest: upsample the flow (doubling its
+values, since it is in pixels of that level), warp the reference's features with it, correlate them with
+the current frame's features over a small window (±``RADIUS``), and let a small CNN predict the residual
+flow from (cost volume, features, flow). Coarse levels catch large motion cheaply, fine levels refine.
+The finest level runs at a quarter of the luma resolution and its flow is upsampled: 16 times cheaper
+than full resolution, at little loss for coding, where motion is coded at 1/16 of the resolution anyway.
 
 Compensation is a bilinear backward warp of the decoded reference (luma with the flow, chroma with the
 half-resolution flow); the codec's refinement network then cleans the warped frame.
@@ -20,39 +21,73 @@ from ..layers import conv
 from .base import MotionModel, register
 from .warp import upsample_flow, warp, warp_frame
 
+RADIUS = 3
+WIDTHS = (16, 24, 32, 48, 64)  # features at 1/2 … 1/32 of the luma resolution
+
+
+def cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int = RADIUS) -> torch.Tensor:
+    """Cosine similarity of the features ``a`` with ``b`` shifted by every offset in [-r, r]^2 (zero
+    padded). Normalising the features keeps the matching signal strong whatever their scale."""
+    h, w = a.shape[-2:]
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    bp = F.pad(b, (radius,) * 4)
+    return torch.cat([(a * bp[..., dy:dy + h, dx:dx + w]).sum(dim=1, keepdim=True)
+                      for dy in range(2 * radius + 1) for dx in range(2 * radius + 1)], dim=1)
+
+
+class Features(nn.Module):
+    """Luma → feature pyramid, one level per stride-2 step (shared by both frames)."""
+
+    def __init__(self):
+        super().__init__()
+        chans = (1,) + WIDTHS
+        self.stages = nn.ModuleList(
+            nn.Sequential(conv(chans[i], chans[i + 1], 3, 2), nn.LeakyReLU(0.1),
+                          conv(chans[i + 1], chans[i + 1]), nn.LeakyReLU(0.1))
+            for i in range(len(WIDTHS)))
+
+    def forward(self, y):
+        out = []
+        for stage in self.stages:
+            y = stage(y)
+            out.append(y)
+        return out
+
 
 class _LevelNet(nn.Module):
-    """Residual flow at one pyramid level from (cur, warped ref, flow)."""
+    """Residual flow at one level from (cost volume, current features, flow)."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, feat: int, width: int = 48):
         super().__init__()
-        self.net = nn.Sequential(conv(4, width, 5), nn.ReLU(), conv(width, width, 5), nn.ReLU(),
-                                 conv(width, width // 2, 5), nn.ReLU(), conv(width // 2, 2, 5))
+        n = (2 * RADIUS + 1) ** 2
+        self.net = nn.Sequential(conv(n + feat + 2, width), nn.LeakyReLU(0.1), conv(width, width // 2),
+                                 nn.LeakyReLU(0.1), conv(width // 2, 2))
 
-    def forward(self, cur, warped, flow):
-        return self.net(torch.cat((cur, warped, flow * 0.1), dim=1))
+    def forward(self, cost, feat, flow):
+        return self.net(torch.cat((cost, feat, flow * 0.25), dim=1))
 
 
 @register("pyramid")
 class PyramidFlow(MotionModel):
     channels = 2
 
-    def __init__(self, levels: int = 4):
+    def __init__(self):
         super().__init__()
-        self.levels = nn.ModuleList(_LevelNet() for _ in range(levels))
+        self.features = Features()
+        self.levels = nn.ModuleList(_LevelNet(w) for w in WIDTHS[1:])  # 1/4 … 1/32
 
     def estimate(self, cur, ref):
         """Flow from the current to the reference frame (B,2,H,W), luma pixels."""
-        c, r = unpack(cur)[0], unpack(ref)[0]
-        pyr_c, pyr_r = [F.avg_pool2d(c, 4)], [F.avg_pool2d(r, 4)]
-        for _ in range(len(self.levels) - 1):
-            pyr_c.append(F.avg_pool2d(pyr_c[-1], 2))
-            pyr_r.append(F.avg_pool2d(pyr_r[-1], 2))
-        flow = torch.zeros_like(pyr_c[-1]).repeat(1, 2, 1, 1)
+        fc = self.features(unpack(cur)[0] * 4 - 2)[1:]
+        fr = self.features(unpack(ref)[0] * 4 - 2)[1:]
+        flow = None
         for k in reversed(range(len(self.levels))):
-            if k < len(self.levels) - 1:
+            if flow is None:
+                flow = torch.zeros_like(fc[k][:, :2])
+            else:
                 flow = upsample_flow(flow)
-            flow = flow + self.levels[k](pyr_c[k], warp(pyr_r[k], flow), flow)
+            cost = cost_volume(fc[k], warp(fr[k], flow))
+            flow = flow + self.levels[k](cost, fc[k], flow)
         return upsample_flow(upsample_flow(flow))
 
     def compensate(self, ref, field):

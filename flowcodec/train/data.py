@@ -118,20 +118,26 @@ def _affine(rng, strength):
                      1 + rng.normal(0, 0.02 * strength), rng.normal(0, 0.02 * strength)])
 
 
-def _grid(params, h, w, cx, cy):
-    """Source coordinates (H,W,2) of a frame rendered with motion ``params`` applied t times."""
+def _apply(params, pts, cx, cy):
+    """Source coordinates of frame positions ``pts`` (...,2) under motion (dx, dy, zoom, angle) about (cx, cy)."""
     dx, dy, s, a = params
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    xs, ys = xs - cx, ys - cy
+    xs, ys = pts[..., 0] - cx, pts[..., 1] - cy
     ca, sa = math.cos(a), math.sin(a)
     return np.stack((s * (ca * xs - sa * ys) + cx + dx, s * (sa * xs + ca * ys) + cy + dy), -1)
+
+
+def _grid(params, h, w, cx, cy):
+    """Source coordinates (H,W,2) of every pixel of an h x w frame."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    return _apply(params, np.stack((xs, ys), -1), cx, cy)
 
 
 def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
     """A clip with known motion from two photographs (YUV 4:4:4 uint8).
 
-    Returns packed frames (T,6,size/2,size/2) float in [0,1] and the backward flows (T-1,2,size,size):
-    flow[t-1] maps each pixel of frame t to its position in frame t-1 (luma pixels).
+    Returns packed frames (T,6,size/2,size/2) float in [0,1], the backward flows (T-1,2,size,size):
+    flow[t-1] maps each pixel of frame t to its position in frame t-1 (luma pixels), and occlusion masks
+    (T-1,size,size): pixels of frame t whose content is hidden (or out of view) in frame t-1.
     """
     margin = size
     H, W = photo.shape[1:]
@@ -148,7 +154,7 @@ def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
     light = rng.normal(0, 0.01)
     noise = rng.uniform(0, 0.01)
     src = torch.from_numpy(photo.astype(np.float32) / 255)[None]
-    out, flows, coords_prev = [], [], None
+    out, flows, occluded, coords_prev = [], [], [], None
     for t in range(frames):
         bg = _grid(cam_v, size, size, size / 2, size / 2) + [ox, oy]
         ob = _grid(obj_v, size, size, px + fs / 2, py + fs / 2) - [px, py]  # patch coordinates
@@ -158,14 +164,16 @@ def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
         m = torch.from_numpy(inside.astype(np.float32))[None, None]
         img = img * (1 - m) + fgi * m
         img[:, 0] = img[:, 0] + light * t
-        img = (img + noise * torch.randn_like(img)).clamp(0, 1)
+        img = (img + noise * torch.from_numpy(rng.standard_normal(img.shape, dtype=np.float32))).clamp(0, 1)
         out.append(pack(img[:, :1], F.avg_pool2d(img[:, 1:], 2)))
         if coords_prev is not None:
-            flows.append(_backward_flow(bg, ob, inside, coords_prev))
+            flow, occ = _backward_flow(bg, ob, inside, coords_prev)
+            flows.append(flow)
+            occluded.append(occ)
         coords_prev = (cam_v.copy(), obj_v.copy(), ox, oy, px, py, fs, size)
         cam_v = _compose(cam_v, cam)
         obj_v = _compose(obj_v, obj)
-    return torch.cat(out), torch.from_numpy(np.stack(flows)).float()
+    return torch.cat(out), torch.from_numpy(np.stack(flows)).float(), torch.from_numpy(np.stack(occluded))
 
 
 def _compose(v, step):
@@ -189,14 +197,19 @@ def _invert(params, pts, cx, cy):
 
 
 def _backward_flow(bg, ob, inside, prev):
-    """Flow from the current frame to the previous one, per pixel (layer on top decides)."""
+    """Flow from the current frame to the previous one, per pixel (the layer on top decides), and the
+    occlusion mask: background pixels that the foreground covers in the previous frame or that come
+    from outside it."""
     cam_p, obj_p, ox, oy, px, py, fs, size = prev
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     here = np.stack((xs, ys), -1)
     pos_bg = _invert(cam_p, bg - [ox, oy], size / 2, size / 2)
     pos_fg = _invert(obj_p, ob + [px, py], px + fs / 2, py + fs / 2)
     pos = np.where(inside[..., None], pos_fg, pos_bg)
-    return (pos - here).transpose(2, 0, 1)
+    ob_prev = _apply(obj_p, pos_bg, px + fs / 2, py + fs / 2) - [px, py]
+    covered = ((ob_prev >= 0) & (ob_prev <= fs - 1)).all(-1)
+    outside = ((pos_bg < 0) | (pos_bg > size - 1)).any(-1)
+    return (pos - here).transpose(2, 0, 1), ~inside & (covered | outside)
 
 
 class ClipSampler:
@@ -222,7 +235,7 @@ class ClipSampler:
         for _ in range(n):
             if rng.random() < self.rendered_share:
                 a, b = rng.integers(0, len(self.photos), 2)
-                clip, flow = render_clip(self.photos[a], self.photos[b], self.frames, self.size, rng)
+                clip, flow, _ = render_clip(self.photos[a], self.photos[b], self.frames, self.size, rng)
                 has_flow.append(True)
             else:
                 clip = self._real(rng)

@@ -79,6 +79,7 @@ def train(args):
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
+    torch.manual_seed(args.seed)  # the same initial weights on every rank and for every run
     model = VideoModel(args.motion)
     if args.init:
         model.load_state_dict(load(args.init)[0].state_dict())
@@ -91,7 +92,7 @@ def train(args):
         step = state["step"]
     sampler = ClipSampler(args.data, size=args.size, frames=args.frames)
     stages = _schedule(args.stages)
-    end = stages[-1][2]
+    end = stages[-1][2] if args.stop_after is None else min(stages[-1][2], args.stop_after)
     log = open(os.path.join(args.out, "log.jsonl"), "a") if rank == 0 else None
     last_save, t0 = time.time(), time.time()
     model.train()
@@ -112,7 +113,8 @@ def train(args):
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= world
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if name == "joint":  # the flow stage needs its full gradient to leave the zero-flow start
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         if rank == 0:

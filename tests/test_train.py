@@ -1,0 +1,197 @@
+"""Training on a tiny synthetic data root: the staged loop runs, a run interrupted after a checkpoint
+and resumed ends with exactly the weights of an uninterrupted run, and torchrun with two processes
+(gloo) completes. Runs are 2-4 steps of batch 2 on 64x64 crops."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import clip_frames, cli_inproc, make_y4m
+from flowcodec.train import data as train_data
+
+STEPS = 4
+STAGES = "flow:2,joint:2"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """What ``ClipSampler`` reads: meta.json, one video .npy (T, H*W*3/2) and photos.npz (3,H,W)."""
+    root = tmp_path_factory.mktemp("data")
+    w, h, t = 96, 80, 8
+    video = np.stack([np.concatenate([p.reshape(-1) for p in f]) for f in clip_frames(w, h, t, seed=21)])
+    assert video.shape == (t, w * h * 3 // 2) and video.dtype == np.uint8
+    np.save(root / "video_x0.npy", video)
+    rng = np.random.default_rng(22)
+    photos = {}
+    for k, (ph, pw) in enumerate([(208, 224), (200, 240)]):
+        ys, xs = np.mgrid[0:ph, 0:pw]
+        planes = [128 + 60 * np.sin(xs / rng.uniform(3, 9) + rng.uniform(0, 6))
+                  * np.cos(ys / rng.uniform(3, 9)) + rng.normal(0, 4, (ph, pw)) for _ in range(3)]
+        photos[f"p{k}.jpg"] = np.clip(np.stack(planes), 0, 255).astype(np.uint8)
+    np.savez(root / "photos.npz", **photos)
+    (root / "meta.json").write_text(json.dumps(
+        {"video_x0.npy": {"width": w, "height": h, "frames": t}, "photos": len(photos)}))
+    return str(root)
+
+
+def _train_args(data_root, out, export, stages=STAGES, seed=0, ckpt_minutes=0):
+    return ["train", "--data", data_root, "--out", out, "--export", export, "--batch", "2",
+            "--size", "64", "--frames", "3", "--stages", stages, "--threads", "1", "--seed", str(seed),
+            "--ckpt-minutes", str(ckpt_minutes), "--log-every", "1"]
+
+
+def _train(args):
+    rc, out, err = cli_inproc(*args, timeout=300)
+    assert rc == 0, err
+    return out
+
+
+def _log(run):
+    with open(os.path.join(run, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _assert_same_weights(a, b):
+    ta, tb = load_file(a), load_file(b)
+    assert ta.keys() == tb.keys()
+    differing = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not differing, differing
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_sampler_batches(data_root):
+    s = train_data.ClipSampler(data_root, size=64, frames=3)
+    frames, flows, has_flow = s.batch(4, seed=0, step=0)
+    assert frames.shape == (4, 3, 6, 32, 32) and flows.shape == (4, 2, 2, 64, 64)
+    assert has_flow.dtype == torch.bool and frames.min() >= 0 and frames.max() <= 1
+    again = s.batch(4, seed=0, step=0)
+    assert torch.equal(frames, again[0]) and torch.equal(flows, again[1])  # (seed, step) decide
+    assert not torch.equal(frames, s.batch(4, seed=0, step=1)[0])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_root, tmp_path_factory):
+    d = tmp_path_factory.mktemp("run_a")
+    run, export = str(d / "run"), str(d / "a.safetensors")
+    torch.manual_seed(1234)  # model init draws from the global RNG (see test_seed_decides_init)
+    _train(_train_args(data_root, run, export))
+    return run, export
+
+
+def test_train_runs_all_stages(uninterrupted, weights):
+    run, export = uninterrupted
+    log = _log(run)
+    assert [r["step"] for r in log] == list(range(1, STEPS + 1))
+    assert [r["stage"] for r in log] == ["flow", "flow", "joint", "joint"]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert {"epe", "warp_mse"} <= log[0].keys() and {"bpp", "psnr", "mv_bpp"} <= log[-1].keys()
+    ckpt = torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)
+    assert ckpt["step"] == STEPS
+    # training changed the weights, and the export is the checkpoint's model
+    exported = load_file(export)
+    assert all(torch.equal(exported[k], v) for k, v in ckpt["model"].items())
+    torch.manual_seed(1234)
+    from flowcodec.codec.model import VideoModel
+    init = VideoModel("pyramid").state_dict()
+    assert any(not torch.equal(init[k], exported[k]) for k in init)
+
+
+def test_exported_weights_code_video(uninterrupted, tmp_path):
+    _, export = uninterrupted
+    src = make_y4m(tmp_path / "c.y4m", 32, 32, 2, seed=23)
+    fcb, rec, dec = (str(tmp_path / f) for f in ("c.fcb", "r.y4m", "d.y4m"))
+    rc, _, err = cli_inproc("encode", src, "-o", fcb, "--recon", rec, "--weights", export,
+                            "--threads", "1", "-q")
+    assert rc == 0, err
+    rc, _, err = cli_inproc("decode", fcb, "-o", dec, "--weights", export, "--threads", "1", "-q")
+    assert rc == 0, err
+    assert open(rec, "rb").read() == open(dec, "rb").read()
+
+
+def test_resume_is_exact(data_root, uninterrupted, tmp_path, monkeypatch):
+    """Crash at the start of step 3 (after the step-2 checkpoint), run again: same final weights."""
+    run_a, export_a = uninterrupted
+    run, export = str(tmp_path / "run"), str(tmp_path / "b.safetensors")
+    real_batch = train_data.ClipSampler.batch
+
+    def batch(self, n, seed, step):
+        if step == 2:
+            raise Interrupted
+        return real_batch(self, n, seed, step)
+
+    monkeypatch.setattr(train_data.ClipSampler, "batch", batch)
+    torch.manual_seed(1234)
+    with pytest.raises(Interrupted):
+        cli_inproc(*_train_args(data_root, run, export), timeout=300)
+    monkeypatch.undo()
+    assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["step"] == 2
+    assert not os.path.exists(export)
+
+    torch.manual_seed(999)  # whatever the global RNG holds, the checkpoint decides the state
+    _train(_train_args(data_root, run, export))
+    _assert_same_weights(export, export_a)
+    strip = lambda log: [{k: v for k, v in r.items() if k != "sec"} for r in log]
+    assert strip(_log(run)) == strip(_log(run_a))
+
+    # a finished run started again does nothing more and exports the same weights
+    again = str(tmp_path / "c.safetensors")
+    _train(_train_args(data_root, run, again))
+    _assert_same_weights(again, export_a)
+    assert len(_log(run)) == STEPS
+
+
+def test_stop_after_then_resume_is_exact(data_root, uninterrupted, tmp_path):
+    """--stop-after 2 checkpoints at step 2 even when no timed checkpoint is due; a rerun without it
+    finishes the schedule with the uninterrupted run's weights."""
+    run_a, export_a = uninterrupted
+    run, export = str(tmp_path / "run"), str(tmp_path / "b.safetensors")
+    torch.manual_seed(1234)
+    _train(_train_args(data_root, run, export, ckpt_minutes=60) + ["--stop-after", "2"])
+    assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["step"] == 2
+    assert [r["step"] for r in _log(run)] == [1, 2]
+    _train(_train_args(data_root, run, export, ckpt_minutes=60))
+    _assert_same_weights(export, export_a)
+    assert [r["step"] for r in _log(run)] == list(range(1, STEPS + 1))
+
+
+def test_seed_decides_init(data_root, tmp_path):
+    exports = []
+    for k, rng_state in enumerate((1, 2)):
+        torch.manual_seed(rng_state)
+        export = str(tmp_path / f"{k}.safetensors")
+        _train(_train_args(data_root, str(tmp_path / f"run{k}"), export, stages="flow:1"))
+        exports.append(export)
+    _assert_same_weights(*exports)
+
+
+def _torchrun():
+    exe = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    return exe if os.path.exists(exe) else shutil.which("torchrun")
+
+
+@pytest.mark.skipif(_torchrun() is None, reason="torchrun not installed")
+def test_torchrun_two_processes(data_root, tmp_path):
+    run, export = str(tmp_path / "run"), str(tmp_path / "ddp.safetensors")
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    cmd = [_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "flowcodec.cli",
+           *_train_args(data_root, run, export, stages="flow:1,joint:1")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    assert os.path.exists(export)
+    from flowcodec.codec.model import load
+    model, digest = load(export)
+    assert model.model_id == "pyramid-v1" and len(digest) == 8
+    log = _log(run)  # rank 0 alone writes the log
+    assert [r["step"] for r in log] == [1, 2] and [r["stage"] for r in log] == ["flow", "joint"]
+    from safetensors import safe_open
+    with safe_open(export, "pt") as f:
+        assert json.loads(f.metadata()["info"])["batch"] == 4  # 2 per process x 2 processes
