@@ -117,7 +117,7 @@ def _frame_bytes(width, height, pix_fmt):
     return samples * (1 if pix_fmt == "yuv420p" else 2)
 
 
-def _frames(path, width, height, pix_fmt):
+def read_frames(path, width, height, pix_fmt):
     """Yield (y, u, v) 8-bit frames from a raw yuv420p file, or from yuv420p10le rounded to 8 bits."""
     with open(path, "rb") as f:
         while buf := f.read(_frame_bytes(width, height, pix_fmt)):
@@ -157,8 +157,8 @@ def run_anchor(name, y4m_path, qp, frames=None, workdir=None):
         count = src.stat().st_size // _frame_bytes(width, height, "yuv420p")
         if dec.stat().st_size != count * _frame_bytes(width, height, anchor.pix_fmt):
             raise FlowcodecError(f"{name} at QP {qp} did not decode to {count} frames of {width}x{height}")
-        per_frame = [psnr_yuv(s, d) for s, d in zip(_frames(src, width, height, "yuv420p"),
-                                                    _frames(dec, width, height, anchor.pix_fmt))]
+        per_frame = [psnr_yuv(s, d) for s, d in zip(read_frames(src, width, height, "yuv420p"),
+                                                    read_frames(dec, width, height, anchor.pix_fmt))]
         size = stream.stat().st_size
     return {"bytes": size, "frames": per_frame,
             "psnr_yuv": float(np.mean([p["yuv"] for p in per_frame])),

@@ -35,7 +35,7 @@ from ..codec.inter import TAGS
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
 from ..motion import available
-from .anchors import ANCHORS, available_encoders, run_anchor, _frames
+from .anchors import ANCHORS, available_encoders, read_frames, run_anchor
 from .metrics import bd_rate, msssim_rgb, psnr_yuv
 
 DEFAULT_ANCHORS = ("x264-medium", "x265-medium", "x265-veryslow")
@@ -200,7 +200,7 @@ def _anchor_point(clip, out, name, qp):
     with tempfile.TemporaryDirectory(dir=out) as work:
         r = run_anchor(name, source, qp, workdir=work)
         decoded = os.path.join(work, f"{name}_qp{qp}.yuv")
-        frames = _frame_metrics(source, _frames(decoded, clip["width"], clip["height"],
+        frames = _frame_metrics(source, read_frames(decoded, clip["width"], clip["height"],
                                                 ANCHORS[name].pix_fmt))
     return {"codec": name, "kind": "anchor", "point": f"qp{qp}", "qp": qp, "bytes": r["bytes"],
             "bpp": r["bpp"], **_means(frames), "enc_s": r["enc_seconds"], "dec_s": r["dec_seconds"],
