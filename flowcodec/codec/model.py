@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import FlowcodecError
 from .inter import InterCodec
 
-LAMBDAS = (48.0, 96.0, 192.0, 384.0, 768.0, 1536.0)  # λ per quality level (MSE on [0,1] samples)
+LAMBDAS = (96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0)  # λ per quality level (MSE on [0,1] samples)
 INTRA_QP = (42, 38, 35, 32, 29, 26)  # x265 QP of intra frames per quality level (tuned to the P-frames)
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
 

@@ -1,0 +1,56 @@
+"""Properties of the shipped weights (the product), on the bundled clip."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import flowcodec
+from flowcodec.codec.encoder import SequenceEncoder
+from flowcodec.codec.frames import pack
+from flowcodec.codec.model import LAMBDAS, load, weights_path
+from flowcodec.eval.metrics import psnr_yuv
+from flowcodec.io import open_video
+from flowcodec.motion import available
+
+CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    with open_video(CLIP, frames=4) as src:
+        return list(src), src.info
+
+
+@pytest.mark.parametrize("motion", available())
+def test_rate_falls_and_quality_rises_with_level(motion, clip):
+    frames, info = clip
+    model, _ = load(weights_path(motion))
+    points = []
+    for quality in range(1, len(LAMBDAS) + 1):
+        enc = SequenceEncoder(model, info.width, info.height, quality)
+        size, psnrs = 0, []
+        for f in frames:
+            _, payload, recon = enc.encode(f)
+            size += len(payload)
+            psnrs.append(psnr_yuv(f, recon)["yuv"])
+        points.append((size, np.mean(psnrs)))
+    sizes, psnrs = zip(*points)
+    assert list(sizes) == sorted(sizes) and len(set(sizes)) == len(sizes), points
+    assert list(psnrs) == sorted(psnrs), points
+
+
+def test_trained_pyramid_flow_recovers_a_shift():
+    """A global shift of a real frame is estimated to within a pixel away from the borders."""
+    model, _ = load(weights_path("pyramid"))
+    with open_video(CLIP, frames=1) as src:
+        y, u, v = next(iter(src))
+    y = torch.from_numpy(y.astype(np.float32) / 255)[None, None]
+    uv = torch.from_numpy(np.stack((u, v)).astype(np.float32) / 255)[None]
+    dx, dy = 4, -2  # ref is the frame moved by (dx, dy): cur(p) = ref(p + (dx, dy))
+    ref = pack(torch.roll(y, (dy, dx), (2, 3)), torch.roll(uv, (dy // 2, dx // 2), (2, 3)))
+    cur = pack(y, uv)
+    with torch.no_grad():
+        flow = model.inter.motion.estimate(cur[..., :64, :96], ref[..., :64, :96])
+    inner = flow[0, :, 24:-24, 24:-24]
+    assert abs(inner[0].median().item() - dx) < 1.0 and abs(inner[1].median().item() - dy) < 1.0
