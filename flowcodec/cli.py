@@ -3,6 +3,7 @@
 Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr, exit status 1.
 """
 import argparse
+import contextlib
 import sys
 import time
 
@@ -46,7 +47,7 @@ def _encode(a):
     psnrs, t0 = [], time.time()
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
-            (atomic_output(a.recon) if a.recon else _Null()) as rec_file:
+            (atomic_output(a.recon) if a.recon else contextlib.nullcontext()) as rec_file:
         writer = Writer(out, header)
         rec = Y4MWriter(rec_file, recon_info) if a.recon else None
         for frame in tqdm(src, desc="encode", unit="frame", disable=a.quiet or None, leave=False):
@@ -66,14 +67,6 @@ def _encode(a):
     print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
           f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs) if n else float('nan'):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _open_bitstream(path):

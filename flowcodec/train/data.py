@@ -97,7 +97,7 @@ def fetch(root: str):
 def _parse_ppm(raw: bytes):
     parts, pos = [], 0
     while len(parts) < 4:
-        end = raw.index(b"\n", pos) if len(parts) < 3 else raw.index(b"\n", pos)
+        end = raw.index(b"\n", pos)
         parts += raw[pos:end].split()
         pos = end + 1
     w, h = int(parts[1]), int(parts[2])
