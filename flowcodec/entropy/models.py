@@ -9,6 +9,7 @@ and Minnen et al., "Joint autoregressive and hierarchical priors" (NeurIPS 2018,
   Scales are snapped to a fixed table (``SCALES``), so encoder and decoder pick the same discrete
   model from the same index.
 """
+import copy
 import math
 
 import numpy as np
@@ -66,8 +67,7 @@ class FactorizedPrior(nn.Module):
         c = self.matrices[0].shape[0]
         grid = torch.arange(-Z_RANGE, Z_RANGE + 1, dtype=torch.float64)
         grid = grid.view(1, 1, 1, -1).expand(1, c, 1, grid.numel())
-        p = self.double().likelihood(grid)[0, :, 0].numpy()
-        self.float()
+        p = copy.deepcopy(self).double().likelihood(grid)[0, :, 0].numpy()  # leaves self untouched
         return p / p.sum(axis=1, keepdims=True)
 
 

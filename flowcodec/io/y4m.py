@@ -181,6 +181,17 @@ def open_file(path, mode):
         raise VideoError(f"cannot open '{path}': {e.strerror or e}") from None
 
 
+def open_stream(stream_or_path, mode):
+    """(stream, owned): ``-`` is stdin/stdout, a path is opened here (and owned, so the caller closes
+    it), anything else is an already open binary stream."""
+    if stream_or_path == "-":
+        return (sys.stdin.buffer if "r" in mode else sys.stdout.buffer), None
+    if isinstance(stream_or_path, (str, os.PathLike)):
+        f = open_file(stream_or_path, mode)
+        return f, f
+    return stream_or_path, None
+
+
 def _number(token, what):
     value = token[1:]
     if not re.fullmatch(r"[0-9]{1,12}", value) or int(value) == 0:
@@ -219,13 +230,7 @@ class Y4MReader(FrameReader):
 
     def __init__(self, stream_or_path, frames=None):
         super().__init__(frames)
-        self._owned = None
-        if stream_or_path == "-":
-            self._stream = sys.stdin.buffer
-        elif isinstance(stream_or_path, (str, os.PathLike)):
-            self._stream = self._owned = open_file(stream_or_path, "rb")
-        else:
-            self._stream = stream_or_path
+        self._stream, self._owned = open_stream(stream_or_path, "rb")
         try:
             self.info = self._read_header()
         except BaseException:
@@ -292,13 +297,7 @@ class Y4MWriter:
     def __init__(self, stream_or_path, info):
         tag = _chroma_tag(info)
         self.info = info
-        self._owned = None
-        if stream_or_path == "-":
-            self._stream = sys.stdout.buffer
-        elif isinstance(stream_or_path, (str, os.PathLike)):
-            self._stream = self._owned = open_file(stream_or_path, "wb")
-        else:
-            self._stream = stream_or_path
+        self._stream, self._owned = open_stream(stream_or_path, "wb")
         self._stream.write(f"YUV4MPEG2 W{info.width} H{info.height} "
                            f"F{info.fps_num}:{info.fps_den} Ip A1:1 C{tag}\n".encode())
 
