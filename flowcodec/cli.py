@@ -7,6 +7,7 @@ import contextlib
 import sys
 import time
 
+from .codec.bitstream import INTRA_MODES
 from .errors import FlowcodecError
 
 QUALITIES = 6
@@ -43,7 +44,7 @@ def _encode(a):
     info = src.info
     header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
                     a.quality, model.model_id, digest)
-    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period)
+    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra)
     psnrs, t0 = [], time.time()
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
@@ -178,7 +179,7 @@ def _eval(a):
         return report(a.report)
     anchors = [n for n in a.anchors.split(",") if n]
     evaluate(a.clips, a.out, a.motion or available(), a.qualities, anchors, a.frames, a.intra_period,
-             a.weights, a.threads)
+             a.weights, a.threads, intra=a.intra)
 
 
 def _analyze(a):
@@ -216,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quality", type=int, default=3, help=f"1 (lowest rate) .. {QUALITIES}")
     e.add_argument("--motion", default="pyramid", help="motion approach (registry name)")
     e.add_argument("--intra-period", type=int, default=32)
+    e.add_argument("--intra", choices=INTRA_MODES, default="hevc",
+                   help="intra codec: x265 HEVC, the learned one, or per frame the lower R+λD (auto)")
     e.add_argument("--recon", help="write the encoder-side reconstruction (y4m)")
     e.add_argument("--size", help="WxH, for raw .yuv input")
     e.add_argument("--fps", help="frame rate, for raw .yuv input (e.g. 25 or 30000/1001)")
@@ -247,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated (also av1-svt, vvc-vvenc); empty for none")
     v.add_argument("--frames", type=int, help="code only the first N frames of every clip")
     v.add_argument("--intra-period", type=int, default=32)
+    v.add_argument("--intra", choices=INTRA_MODES, default="hevc")
     v.add_argument("--out", default="eval", help="output folder")
     v.add_argument("--weights", help="weights file, or a folder of <motion>.safetensors "
                    "(default: the shipped weights)")
@@ -266,14 +270,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="data", help="folder written by 'flowcodec data fetch'")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt and log.jsonl")
     t.add_argument("--motion", default="pyramid")
-    t.add_argument("--stages", default="flow:1500,joint:3500", help="stage:steps,... (flow, joint)")
+    t.add_argument("--stages", default="flow:1500,joint:3500",
+                   help="stage:steps,... (flow, joint, intra, prior; see flowcodec/train/loop.py)")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--size", type=int, default=128, help="crop size in luma pixels")
     t.add_argument("--frames", type=int, default=3, help="frames per clip (1 reference + P-frames)")
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init", help="start from these weights (safetensors)")
+    t.add_argument("--init", help="start from these weights (safetensors; tensors it lacks stay as drawn)")
+    t.add_argument("--init-intra", help="take the learned intra codec from these weights")
     t.add_argument("--export", help="write the final weights here (safetensors)")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)
     t.add_argument("--stop-after", type=int, help="stop (with a checkpoint) at this step; rerun to resume")

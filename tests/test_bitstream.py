@@ -47,14 +47,14 @@ class OneWay:
 
 def make_header(**changes):
     fields = dict(width=64, height=48, fps_num=30000, fps_den=1001, frame_count=len(FRAMES),
-                  intra_period=8, quality=3, model_id="pyramid-v1", weights_hash=HASH)
+                  intra_period=8, quality=3, model_id="pyramid-v2", weights_hash=HASH)
     fields.update(changes)
     return Header(**fields)
 
 
-def raw_header(magic=b"FCDC", version=1, header_len=None, width=64, height=48, fps_num=30000,
+def raw_header(magic=b"FCDC", version=2, header_len=None, width=64, height=48, fps_num=30000,
                fps_den=1001, frame_count=len(FRAMES), intra_period=8, quality=3, flags=0,
-               model_id=b"pyramid-v1", weights_hash=HASH, crc=None):
+               model_id=b"pyramid-v2", weights_hash=HASH, crc=None):
     """Header bytes built straight from the spec in docs/bitstream.md."""
     fields = struct.pack("<HHIIIHBBB", width, height, fps_num, fps_den, frame_count,
                          intra_period, quality, flags, len(model_id)) + model_id + weights_hash
@@ -90,12 +90,12 @@ def decode(data, seekable=True, **expect):
 
 def test_header_matches_spec_layout():
     assert make_header().pack() == raw_header()
-    assert len(raw_header()) == 40 + len("pyramid-v1")
+    assert len(raw_header()) == 40 + len("pyramid-v2")
 
 
 def test_round_trip_bytesio():
     data = encode()
-    header, records = decode(data, expected_model_id="pyramid-v1", expected_hash=HASH)
+    header, records = decode(data, expected_model_id="pyramid-v2", expected_hash=HASH)
     assert header == make_header()
     assert records == FRAMES
     assert all(type(t) is FrameType for t, _ in records)
@@ -111,7 +111,7 @@ def test_round_trip_real_file(tmp_path):
         writer.finish()
     assert path.stat().st_size == writer.bytes_written
     with open(path, "rb") as f:
-        reader = Reader(f, expected_model_id="pyramid-v1", expected_hash=HASH)
+        reader = Reader(f, expected_model_id="pyramid-v2", expected_hash=HASH)
         assert list(reader) == FRAMES
         assert reader.frames_read == len(FRAMES)
 
@@ -185,7 +185,8 @@ def test_writer_refuses_invalid_header():
     (b"RIFF" + raw_header()[4:], r"not a flowcodec bitstream \(bad magic\)"),
     (b"FC", "truncated"),
     (b"FX", "bad magic"),
-    (raw_header(version=2), r"bitstream format version 2 is newer than this decoder \(1\)"),
+    (raw_header(version=3), r"bitstream format version 3 is newer than this decoder \(2\)"),
+    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(2\)"),
     (raw_header(version=0), "version 0"),
     (raw_header(header_len=10), "out of bounds"),
     (raw_header(header_len=2000), "out of bounds"),
@@ -220,10 +221,10 @@ def test_header_length_inconsistent_with_model_id():
 def test_model_and_weights_mismatch():
     data = encode()
     with pytest.raises(BitstreamError,
-                       match="bitstream was made by model 'pyramid-v1', this decoder has 'raft-v2'"):
+                       match="bitstream was made by model 'pyramid-v2', this decoder has 'raft-v2'"):
         decode(data, expected_model_id="raft-v2")
     with pytest.raises(BitstreamError, match="made with different weights"):
-        decode(data, expected_model_id="pyramid-v1", expected_hash=bytes(8))
+        decode(data, expected_model_id="pyramid-v2", expected_hash=bytes(8))
 
 
 # --- record errors -------------------------------------------------------------

@@ -27,9 +27,9 @@ def test_ground_truth_flow_predicts_visible_pixels():
             prev, cur = unpack(frames[t - 1:t])[0], unpack(frames[t:t + 1])[0]
             err = (warp(prev, flows[t - 1:t]) - cur).abs()[0, 0]
             visible = ~occluded[t - 1]
-            static = (prev - cur).abs()[0, 0][visible].mean()
-            # noise (≤ 0.01) and a lighting drift remain; the flow explains the motion
-            assert err[visible].mean() < 0.5 * static
+            moving = visible & (flows[t - 1].norm(dim=0) > 0.5)
+            if moving.any():  # noise (≤ 0.01) and a lighting drift remain; the flow explains the motion
+                assert err[moving].mean() < 0.5 * (prev - cur).abs()[0, 0][moving].mean()
             assert err[visible].mean() < 0.03
             if occluded[t - 1].any():
                 assert err[occluded[t - 1]].mean() > err[visible].mean()
@@ -39,3 +39,14 @@ def test_rendering_is_deterministic_given_the_rng():
     a = render_clip(_photo(1), _photo(2), 2, 64, np.random.default_rng(7))
     b = render_clip(_photo(1), _photo(2), 2, 64, np.random.default_rng(7))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_some_clips_have_a_still_camera():
+    """A share of rendered clips keep the background still (zero flow outside the moving layer), so the
+    codec learns that unchanged regions should cost nothing."""
+    still = 0
+    for seed in range(16):
+        _, flows, _ = render_clip(_photo(1), _photo(2), 3, 64, np.random.default_rng(seed))
+        zero = (flows.norm(dim=1) == 0).float().mean().item()
+        still += zero > 0.3
+    assert 1 <= still <= 12

@@ -148,7 +148,7 @@ def _rebuild(good, header_change=None, payload_change=None):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("model_id", ["motionless-v1", "pyramid-v2"])
+@pytest.mark.parametrize("model_id", ["motionless-v2", "pyramid-v1"])
 def test_other_model_id(tmp_path, weights, good, model_id):
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"model_id": model_id}))
     assert_error(rc, err, model_id)
@@ -171,8 +171,8 @@ def test_hash_field_alone_is_checked(tmp_path, weights, good):
     assert_error(rc, err, "different weights")
 
 
-def test_unsupported_frame_type(tmp_path, weights, good):
-    """INTRA_LEARNED is a legal record type this decoder does not implement."""
+def test_payload_of_another_frame_type(tmp_path, weights, good):
+    """An inter payload in a learned-intra record: its sub-streams don't fit, the decoder says so."""
     data = good["data"]
     r = Reader(io.BytesIO(data))
     frames = list(r)

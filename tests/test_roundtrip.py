@@ -265,3 +265,93 @@ def test_raw_yuv_input(tmp_path, weights):
     _decode(fcb_yuv, dec, weights)
     assert _bytes(dec) == _bytes(rec)
     assert len(read_y4m(dec)) == n
+
+
+# --- learned intra frames ------------------------------------------------------------------------
+
+def test_learned_intra_decodes_in_other_process(tmp_path, weights):
+    src = make_y4m(tmp_path / "c.y4m", 66, 38, 3, seed=5)
+    fcb, rec, dec = (str(tmp_path / f) for f in ("c.fcb", "r.y4m", "d.y4m"))
+    _encode(src, fcb, weights, "--intra", "learned", "--intra-period", "2", recon=rec)
+    p = run_cli("decode", fcb, "-o", dec, "--weights", weights, "--threads", "1", "-q")
+    assert p.returncode == 0, p.stderr
+    assert _bytes(dec) == _bytes(rec)
+    assert _frame_types(fcb)[0] == [FrameType.INTRA_LEARNED, FrameType.INTER, FrameType.INTRA_LEARNED]
+
+
+def test_auto_intra_keeps_the_lower_rd_cost(monkeypatch):
+    """``auto`` codes both intra codecs and keeps the one with the lower bits + λ·D: with λ = 0 the
+    smaller payload, with a huge λ the better picture; whichever the costs say, never a fixed type."""
+    import torch
+    from flowcodec.codec import encoder
+    from flowcodec.codec.model import VideoModel
+    torch.manual_seed(0)
+    model = VideoModel().eval()
+    frame = clip_frames(64, 48, 1, seed=3)[0]
+    options = {}
+    for mode, ftype in (("hevc", FrameType.INTRA_HEVC), ("learned", FrameType.INTRA_LEARNED)):
+        t, payload, recon = encoder.SequenceEncoder(model, 64, 48, 3, intra_mode=mode).encode(frame)
+        assert t == ftype
+        options[ftype] = (len(payload), encoder.rd_cost(frame, recon, 0, 1.0))  # (bytes, D)
+    assert options[FrameType.INTRA_HEVC][1] != options[FrameType.INTRA_LEARNED][1]
+    chosen = []
+    for lam, pick in ((0.0, lambda o: o[0]), (1e12, lambda o: o[1])):
+        monkeypatch.setattr(encoder, "LAMBDAS", (lam,) * 6)
+        expected = min(options, key=lambda t: pick(options[t]))
+        chosen.append(encoder.SequenceEncoder(model, 64, 48, 3, intra_mode="auto").encode(frame)[0])
+        assert chosen[-1] == expected
+    assert len(set(chosen)) == 2  # random weights: a tiny, poor learned picture vs a good HEVC one
+
+
+# --- block modes ------------------------------------------------------------------------------
+
+def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):
+    """A clip that does not change: every block of every P-frame copies the reference (the mode map
+    alone is coded), in another process too."""
+    frame = clip_frames(130, 70, 1, seed=9)[0]
+    src = str(tmp_path / "still.y4m")
+    from flowcodec.io import VideoInfo, Y4MWriter
+    with open(src, "wb") as f:
+        w = Y4MWriter(f, VideoInfo(130, 70, 25, 1))
+        for _ in range(4):
+            w.write(frame)
+        w.close()
+    fcb, rec, dec = (str(tmp_path / f) for f in ("s.fcb", "r.y4m", "d.y4m"))
+    _encode(src, fcb, weights, "--quality", "6", recon=rec)
+    p = run_cli("decode", fcb, "-o", dec, "--weights", weights, "--threads", "1", "-q")
+    assert p.returncode == 0, p.stderr
+    assert _bytes(dec) == _bytes(rec)
+    frames = read_y4m(rec)
+    assert all(all(np.array_equal(a, b) for a, b in zip(frames[0], f)) for f in frames[1:])
+    with open(fcb, "rb") as f:
+        sizes = [len(p) for t, p in Reader(f) if t == FrameType.INTER]
+    assert len(sizes) == 3 and max(sizes) <= 16, sizes
+
+
+def test_block_modes_round_trip():
+    """Any mode map decodes to the encoder's reconstruction: COPY blocks are the reference's pixels,
+    PREDICT blocks the prediction's, and latents they do not use cost nothing."""
+    import torch
+    from flowcodec.codec import inter
+    from flowcodec.codec.model import VideoModel
+    from flowcodec.entropy.coder import Decode, Encode
+    torch.manual_seed(0)
+    model = VideoModel().eval()
+    ref, cur = torch.rand(1, 6, 64, 96), torch.rand(1, 6, 64, 96)
+    modes = torch.tensor([[[[inter.COPY, inter.CODED, inter.PREDICT], [inter.CODED, inter.PREDICT, inter.COPY]]]])
+    sizes = []
+    with torch.no_grad():
+        for m in (None, modes):
+            enc = Encode(inter.TAGS, m)
+            x_hat, pred, _ = model.inter(cur, ref, 2, enc)
+            payloads = enc.payloads()
+            sizes.append(sum(map(len, payloads)))
+            dec = Decode(inter.TAGS, payloads)
+            assert torch.equal(model.inter(None, ref, 2, dec)[0], x_hat)
+            dec.finish()
+    for mode, source in ((inter.COPY, ref), (inter.PREDICT, pred)):
+        where = inter.pixels(modes == mode).expand_as(ref)
+        assert torch.equal(x_hat[where], source[where])
+    coded = inter.pixels(modes == inter.CODED).expand_as(ref)
+    assert not torch.equal(x_hat[coded], pred[coded])
+    assert sizes[1] < sizes[0]

@@ -189,9 +189,34 @@ def test_torchrun_two_processes(data_root, tmp_path):
     assert os.path.exists(export)
     from flowcodec.codec.model import load
     model, digest = load(export)
-    assert model.model_id == "pyramid-v1" and len(digest) == 8
+    assert model.model_id == "pyramid-v2" and len(digest) == 8
     log = _log(run)  # rank 0 alone writes the log
     assert [r["step"] for r in log] == [1, 2] and [r["stage"] for r in log] == ["flow", "joint"]
     from safetensors import safe_open
     with safe_open(export, "pt") as f:
         assert json.loads(f.metadata()["info"])["batch"] == 4  # 2 per process x 2 processes
+
+
+def test_intra_and_prior_stages(data_root, tmp_path):
+    """The intra stage trains the intra codec alone; the prior stage changes nothing but the factorized
+    priors of the hyper-latents."""
+    run, export = str(tmp_path / "run"), str(tmp_path / "x.safetensors")
+    args = _train_args(data_root, run, export, stages="intra:2,prior:2")
+    _train(args + ["--stop-after", "2"])
+    after_intra = torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["model"]
+    _train(args)
+    log = _log(run)
+    assert [r["stage"] for r in log] == ["intra", "intra", "prior", "prior"]
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert {"intra_bpp", "motion_bpp", "residual_bpp"} <= log[-1].keys()
+    final = load_file(export)
+    changed = {k for k in final if not torch.equal(final[k], after_intra[k])}
+    assert changed and all(".prior." in k for k in changed), sorted(changed)[:5]
+    assert any(k.startswith("intra.") for k in changed) and any(k.startswith("inter.") for k in changed)
+
+
+def test_images_batch(data_root):
+    s = train_data.ClipSampler(data_root, size=64, frames=3)
+    x = s.images(5, seed=0, step=3)
+    assert x.shape == (5, 6, 32, 32) and x.min() >= 0 and x.max() <= 1
+    assert torch.equal(x, s.images(5, seed=0, step=3)) and not torch.equal(x, s.images(5, seed=0, step=4))

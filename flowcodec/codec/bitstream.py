@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 from flowcodec.errors import BitstreamError
 
 MAGIC = b"FCDC"
-VERSION = 1
+VERSION = 2
 UNKNOWN_FRAMES = 0xFFFFFFFF
 """frame_count value meaning "read records until end of file"."""
 
@@ -41,6 +41,10 @@ class FrameType(IntEnum):
     INTRA_HEVC = 0
     INTRA_LEARNED = 1
     INTER = 2
+
+
+INTRA_MODES = ("hevc", "learned", "auto")
+"""Encoder choices for intra frames: always type 0, always type 1, or per frame the cheaper in R+λD."""
 
 
 @dataclass
@@ -246,6 +250,9 @@ class Reader:
                                  f"than this decoder ({VERSION})")
         if version < 1:
             raise BitstreamError(f"invalid bitstream format version {version}")
+        if version < VERSION:
+            raise BitstreamError(f"bitstream format version {version} is older than this decoder "
+                                 f"({VERSION}): re-encode the source")
         if not _MIN_HEADER_LEN <= header_len <= MAX_HEADER_LEN:
             raise BitstreamError(f"corrupted header (header length {header_len} out of bounds)")
         rest = self._read(header_len + _U32.size)

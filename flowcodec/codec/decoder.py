@@ -8,18 +8,20 @@ import torch
 
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
+from . import inter, intra
 from .bitstream import FrameType, payload_unpack
-from .frames import to_frame, to_tensor
+from .frames import padded_size, to_frame, to_tensor
 from .hevc import decode_intra
-from .inter import TAGS
 
 
 class SequenceDecoder:
-    coder = Decode  # reads inter payloads; analysis substitutes a subclass that also measures the bits
+    coder = Decode  # reads learned payloads; analysis substitutes a subclass that also measures the bits
 
     def __init__(self, model, width: int, height: int, quality: int):
         self.model, self.width, self.height = model, width, height
         self.level = quality - 1
+        wp, hp = padded_size(width, height)
+        self.packed = (hp // 2, wp // 2)  # size of the packed frame tensors
         self.ref = None  # padded packed tensor of the last decoded frame
         self.last = None  # (coder, prediction, motion field) of the last inter frame, for analysis
 
@@ -28,19 +30,29 @@ class SequenceDecoder:
         self.ref = to_tensor(frame, self.width, self.height)
         return frame
 
+    def _streams(self, kind: str, tags, payload: bytes, run):
+        """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input."""
+        coder = self.coder(tags, payload_unpack(payload, len(tags)))
+        try:
+            out = run(coder)
+            coder.finish()
+        except (ValueError, RuntimeError) as e:  # constriction rejects inconsistent data
+            raise BitstreamError(f"{kind} frame could not be decoded: {e}") from None
+        return coder, out
+
     @torch.no_grad()
     def decode(self, ftype: FrameType, payload: bytes):
         if ftype == FrameType.INTRA_HEVC:
             return self._accept(decode_intra(payload, self.width, self.height))
+        if ftype == FrameType.INTRA_LEARNED:
+            _, x_hat = self._streams("intra", intra.TAGS, payload,
+                                     lambda c: self.model.intra(None, self.level, c, self.packed))
+            return self._accept(to_frame(x_hat, self.width, self.height))
         if ftype == FrameType.INTER:
             if self.ref is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
-            coder = self.coder(TAGS, payload_unpack(payload, len(TAGS)))
-            try:
-                x_hat, pred, field = self.model.inter(None, self.ref, self.level, coder)
-                coder.finish()
-            except (ValueError, RuntimeError) as e:  # constriction rejects inconsistent data
-                raise BitstreamError(f"inter frame could not be decoded: {e}") from None
+            coder, (x_hat, pred, field) = self._streams(
+                "inter", inter.TAGS, payload, lambda c: self.model.inter(None, self.ref, self.level, c))
             self.last = (coder, pred, field)
             return self._accept(to_frame(x_hat, self.width, self.height))
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

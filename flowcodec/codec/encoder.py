@@ -1,39 +1,119 @@
-"""Sequence encoder: the encoder-only decisions (frame types, intra QP, motion estimation and analysis
-transforms) on top of the decoder.
+"""Sequence encoder: the encoder-only decisions (frame types, intra codec, intra QP, motion estimation
+and analysis transforms) on top of the decoder.
 
-Low-delay P: frame 0, intra_period, 2·intra_period, … are HEVC intra frames; every other frame is a
-P-frame predicted from the previous decoded frame. Each frame's reconstruction is produced by the
-decoder's own functions (``decode_intra`` on the payload; the inter path with the encoder's symbols), so
-``--recon`` equals what ``flowcodec decode`` writes.
+Low-delay P: frame 0, intra_period, 2·intra_period, … are intra frames; every other frame is a P-frame
+predicted from the previous decoded frame.
+
+Block modes (x264's P-skip decision, per 64×64 block): each P-frame is first coded whole, measuring
+every block's distortion and the bits of its motion and residual latents; each block then takes the
+mode of lowest cost — CODED (λ·D + motion bits + residual bits), PREDICT (λ·D of the prediction +
+motion bits) or COPY (λ·D of the reference) — and the frame is coded again with that mode map.
+
+Intra frames are coded with HEVC (x265), with the learned intra codec, or — ``intra="auto"`` — with
+both, keeping the one of lower cost R + λ·D (the training loss, with the quality level's λ).
+
+Each frame's reconstruction is produced by the decoder's own functions (``decode_intra`` on the
+payload; the learned paths with the encoder's symbols), so ``--recon`` equals what ``flowcodec
+decode`` writes.
 """
+import numpy as np
 import torch
 
 from ..entropy.coder import Encode
-from .bitstream import FrameType, payload_pack
+from . import inter, intra
+from .bitstream import INTRA_MODES, FrameType, payload_pack
 from .decoder import SequenceDecoder
-from .frames import to_frame, to_tensor
+from .frames import quantize_frame, to_frame, to_tensor
 from .hevc import decode_intra, encode_intra
-from .inter import TAGS
-from .model import INTRA_QP
+from .inter import BLOCK, CODED, COPY, PREDICT
+from .model import INTRA_QP, LAMBDAS
+
+
+def rd_cost(frame, recon, nbytes: int, lam: float) -> float:
+    """bits per luma pixel + λ·(6·MSE_Y + MSE_U + MSE_V)/8 on [0,1] samples: the training loss."""
+    mse = [np.mean((a.astype(np.float64) - b) ** 2) / 255.0**2 for a, b in zip(frame, recon)]
+    return 8 * nbytes / frame[0].size + lam * (6 * mse[0] + mse[1] + mse[2]) / 8
+
+
+def block_sse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per mode block, Σ over the frame's real pixels of (6·SE_Y + SE_U + SE_V)/8 in luma-pixel units
+    (the training distortion times the pixel count), for packed tensors a and b."""
+    se = (a - b) ** 2
+    e = 4 * (6 * se[0, :4].mean(0) + se[0, 4] + se[0, 5]) / 8 * valid
+    h, w = e.shape
+    return e.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).sum((1, 3))
+
+
+class _Measured(Encode):
+    """Range-codes like ``Encode`` and keeps every coded element's bits per tag and mode block."""
+
+    def __init__(self, tags, grid):
+        super().__init__(tags)
+        self.bits = {t: torch.zeros(grid) for t in tags}
+
+    def _count(self, tag, bits):
+        (h, w), f = self.bits[tag].shape, bits.shape[-1] // self.bits[tag].shape[-1]
+        self.bits[tag] += bits.sum((0, 1)).reshape(h, f, w, f).sum((1, 3))
+
+    def factorized(self, prior, z, tag, shape=None, keep=None):
+        z_hat = super().factorized(prior, z, tag, shape, keep)
+        self._count(tag, -torch.log2(prior.likelihood(z_hat)))
+        return z_hat
+
+    def gaussian(self, cond, y, mu, sigma, tag, keep=None):
+        y_hat = super().gaussian(cond, y, mu, sigma, tag, keep)
+        self._count(tag, -torch.log2(cond.likelihood(y_hat, mu, sigma)))
+        return y_hat
 
 
 class SequenceEncoder(SequenceDecoder):
-    def __init__(self, model, width, height, quality, intra_period=32):
+    def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc"):
         super().__init__(model, width, height, quality)
-        self.intra_period = intra_period
+        if intra_mode not in INTRA_MODES:
+            raise ValueError(f"intra mode must be one of {INTRA_MODES}")
+        self.intra_period, self.intra_mode = intra_period, intra_mode
         self.index = 0
+        hp, wp = self.packed
+        rows, cols = torch.arange(hp)[:, None], torch.arange(wp)[None, :]
+        self.valid = ((2 * rows < height) & (2 * cols < width)).float()  # packed pixels inside the frame
+
+    def _finish(self, coder, x_hat):
+        return payload_pack(*coder.payloads()), to_frame(x_hat, self.width, self.height)
+
+    def _inter(self, x):
+        """Code a P-frame whole, choose the block modes from that, and code it again unless all are
+        CODED."""
+        lam = LAMBDAS[self.level]
+        coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
+        x_hat, pred, _ = self.model.inter(x, self.ref, self.level, coder)
+        sse = lambda y: lam * block_sse(y, x, self.valid)
+        cost = torch.empty(3, *coder.bits["motion"].shape)
+        cost[CODED] = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
+        cost[COPY] = sse(self.ref)
+        cost[PREDICT] = sse(quantize_frame(pred)) + coder.bits["motion"]
+        modes = cost.argmin(0)
+        if not modes.any():
+            return self._finish(coder, x_hat)
+        coder = Encode(inter.TAGS, modes[None, None])
+        return self._finish(coder, self.model.inter(x, self.ref, self.level, coder)[0])
+
+    def _intra(self, frame):
+        options = []
+        if self.intra_mode != "learned":
+            payload = encode_intra(frame, INTRA_QP[self.level])
+            options.append((FrameType.INTRA_HEVC, payload, decode_intra(payload, self.width, self.height)))
+        if self.intra_mode != "hevc":
+            coder = Encode(intra.TAGS)
+            x_hat = self.model.intra(to_tensor(frame, self.width, self.height), self.level, coder)
+            options.append((FrameType.INTRA_LEARNED, *self._finish(coder, x_hat)))
+        return min(options, key=lambda o: rd_cost(frame, o[2], len(o[1]), LAMBDAS[self.level]))
 
     @torch.no_grad()
     def encode(self, frame):
         """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
         if self.index % self.intra_period == 0:
-            ftype, payload = FrameType.INTRA_HEVC, encode_intra(frame, INTRA_QP[self.level])
-            recon = decode_intra(payload, self.width, self.height)
+            ftype, payload, recon = self._intra(frame)
         else:
-            ftype, coder = FrameType.INTER, Encode(TAGS)
-            x_hat = self.model.inter(to_tensor(frame, self.width, self.height), self.ref, self.level,
-                                     coder)[0]
-            payload = payload_pack(*coder.payloads())
-            recon = to_frame(x_hat, self.width, self.height)
+            ftype, (payload, recon) = FrameType.INTER, self._inter(to_tensor(frame, self.width, self.height))
         self.index += 1
         return ftype, payload, self._accept(recon)

@@ -43,15 +43,21 @@ class HyperCodec(nn.Module):
         g = table[lo].abs().clamp_min(1e-4) ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
         return g[:, :, None, None]
 
-    def forward(self, x, q, coder, tag: str, size):
-        """The one coding path. ``x`` is the input (None when decoding), ``size`` its (H, W)."""
+    def forward(self, x, q, coder, tag: str, size, skip=None):
+        """The one coding path. ``x`` is the input (None when decoding), ``size`` its (H, W); ``skip``
+        (bool, shaped like the hyper-latent grid) marks blocks whose latents are not coded."""
         h, w = size
         zshape = (1, self.nz, h // (4 * STRIDE), w // (4 * STRIDE))
+        keep_z = keep_y = None
+        if skip is not None:
+            keep_z = (~skip).expand(zshape)
+            keep_y = keep_z[:, :1].repeat_interleave(4, -1).repeat_interleave(4, -2).expand(
+                1, self.m, h // STRIDE, w // STRIDE)
         y = z = None
         if x is not None:
             y = self.g_a(x) * self._pick(self.gain, q)
             z = self.h_a(y)
-        z_hat = coder.factorized(self.prior, z, tag, zshape)
+        z_hat = coder.factorized(self.prior, z, tag, zshape, keep_z)
         mu, sigma = self.h_s(z_hat).chunk(2, dim=1)
-        y_hat = coder.gaussian(self.cond, y, mu, sigma.abs(), tag)
+        y_hat = coder.gaussian(self.cond, y, mu, sigma.abs(), tag, keep_y)
         return self.g_s(y_hat * self._pick(self.inv_gain, q))

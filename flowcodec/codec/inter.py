@@ -13,10 +13,17 @@ import torch.nn.functional as F
 
 from ..layers import ResBlock, conv
 from ..motion import create
-from .hyper import HyperCodec
+from .hyper import STRIDE, HyperCodec
 
 TAGS = ("motion", "residual")
 FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constant (pixels, not sizes)
+BLOCK = 4 * STRIDE  # packed pixels per mode-block side: 64 luma pixels, one hyper-latent position
+CODED, COPY, PREDICT = 0, 1, 2  # block modes (entropy.coder.MODES of them)
+
+
+def pixels(block_map: torch.Tensor) -> torch.Tensor:
+    """A per-block map at the resolution of the packed frame."""
+    return block_map.repeat_interleave(BLOCK, -1).repeat_interleave(BLOCK, -2)
 
 
 class Refine(nn.Module):
@@ -49,14 +56,24 @@ class InterCodec(nn.Module):
     def forward(self, cur, ref, q, coder):
         """One P-frame through the channel. ``cur`` is None when decoding.
 
+        Block modes (a map from the coder, one per 64×64 luma block; never in training): CODED blocks use
+        motion and residual; COPY blocks copy the reference and code no latents; PREDICT blocks take the
+        motion-compensated prediction and code no residual latents.
         Returns (reconstruction, prediction, decoded motion field); all padded packed tensors.
         """
         size = ref.shape[-2:]
+        modes = coder.modes((1, 1, size[0] // BLOCK, size[1] // BLOCK))
+        copy = no_residual = None
+        if modes is not None:
+            copy, no_residual = modes == COPY, modes != CODED
         field_in = None
         if cur is not None:
             field_in = F.pixel_unshuffle(self.motion.estimate(cur, ref) / FIELD_SCALE, 2)
-        field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size), 2) * FIELD_SCALE
+        field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         pred = self.refine(self.motion.compensate(ref, field), ref, field)
         residual = None if cur is None else cur - pred
-        x_hat = pred + self.res(residual, q, coder, "residual", size)
+        x_hat = pred + self.res(residual, q, coder, "residual", size, no_residual)
+        if modes is not None:
+            x_hat = torch.where(pixels(modes == PREDICT), pred, x_hat)
+            x_hat = torch.where(pixels(copy), ref, x_hat)
         return x_hat, pred, field

@@ -1,5 +1,5 @@
-"""The shipped model: one variable-rate P-frame codec per motion approach, its quality ladder, and
-how weights are stored (safetensors with the configuration in the file's metadata).
+"""The shipped model: per motion approach, one variable-rate P-frame codec plus the learned intra codec,
+the quality ladder, and how weights are stored (safetensors with the configuration in the metadata).
 
 A model is identified in bitstreams by ``model_id`` ("<motion>-v<FORMAT>") and by the first 8 bytes of
 the sha256 of its weights file, so a file never decodes silently with other weights.
@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import FlowcodecError
+from .bitstream import VERSION
 from .inter import InterCodec
+from .intra import IntraCodec
 
 LAMBDAS = (96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0)  # λ per quality level (MSE on [0,1] samples)
 INTRA_QP = (42, 38, 35, 32, 29, 26)  # x265 QP of intra frames per quality level (tuned to the P-frames)
@@ -24,17 +26,20 @@ def weights_path(motion: str) -> str:
 
 
 class VideoModel(torch.nn.Module):
-    """Everything the codec needs that has weights. ``inter`` is the P-frame codec."""
+    """Everything the codec needs that has weights: ``inter`` (P-frames) and ``intra`` (learned I-frames).
+
+    Every weights file carries both, so one hash identifies all the weights a bitstream depends on."""
 
     def __init__(self, motion: str = "pyramid", levels: int = len(LAMBDAS)):
         super().__init__()
         self.motion_name = motion
         self.levels = levels
         self.inter = InterCodec(motion, levels)
+        self.intra = IntraCodec(levels)
 
     @property
     def model_id(self) -> str:
-        return f"{self.motion_name}-v1"
+        return f"{self.motion_name}-v{VERSION}"
 
     def config(self) -> dict:
         return {"motion": self.motion_name, "levels": self.levels}
@@ -64,3 +69,14 @@ def load(path: str) -> tuple[VideoModel, bytes]:
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).digest()[:8]
     return model.eval(), digest
+
+
+def load_part(model: VideoModel, path: str, prefix: str = ""):
+    """Copy into ``model`` the tensors of a weights file whose names start with ``prefix`` (all by
+    default); every copied name must exist in the model with the same shape. Used to start training
+    from shipped weights, or to take the intra codec of one file into another."""
+    state = {k: v for k, v in load_file(path).items() if k.startswith(prefix)}
+    missing = set(state) - set(model.state_dict())
+    if missing or not state:
+        raise FlowcodecError(f"{path}: {'no tensors named ' + prefix + '*' if not state else 'unknown tensors ' + ', '.join(sorted(missing)[:3])}")
+    model.load_state_dict(state, strict=False)

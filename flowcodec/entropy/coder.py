@@ -9,6 +9,12 @@ only this object changes:
 
 Each latent group (``tag``: e.g. "motion", "residual") has its own stream so bits can be accounted per
 group. Within a stream, the hyper-latent z is coded first, then y given z.
+
+Block modes: a P-frame carries a mode map (one mode per hyper-latent position, i.e. per 64×64 luma
+block: coded, copy or prediction only), coded at the start of its first stream. Latents of blocks that
+do not use them are not coded: their z is 0 and their y its mean μ, on both sides (``keep`` masks in
+``factorized`` / ``gaussian``). Training never uses modes (``modes`` returns None); the encoder decides
+the map (``codec/encoder.py``).
 """
 import constriction
 import numpy as np
@@ -19,6 +25,31 @@ from .models import SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior, GaussianCond
 
 _GAUSS = constriction.stream.model.QuantizedGaussian(-SYMBOL_RANGE, SYMBOL_RANGE)
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+
+
+MODES = 3  # block modes: 0 coded, 1 copy of the reference, 2 prediction only (see codec/inter.py)
+
+
+def _mode_table(counts, n: int) -> np.ndarray:
+    """Probabilities (n, MODES) of each block mode, from the number of blocks in each mode."""
+    p = np.maximum(np.asarray(counts, np.float64), 0.5) / n
+    return np.tile((p / p.sum()).astype(np.float32)[None], (n, 1))
+
+
+def _kept(x, keep) -> np.ndarray:
+    """The elements of x (array or tensor, flattened in C-order) that are coded."""
+    flat = np.asarray(x).reshape(-1)
+    return flat if keep is None else flat[np.asarray(keep).reshape(-1)]
+
+
+def _place(values: np.ndarray, shape, keep) -> torch.Tensor:
+    """Inverse of ``_kept``: decoded values at the coded positions, 0 elsewhere."""
+    out = torch.zeros(int(np.prod(shape)))
+    if keep is None:
+        out[:] = torch.from_numpy(values.astype(np.float32))
+    else:
+        out[keep.reshape(-1)] = torch.from_numpy(values.astype(np.float32))
+    return out.reshape(shape)
 
 
 def _z_tables(prior: FactorizedPrior) -> np.ndarray:
@@ -41,12 +72,15 @@ class Train:
         bits = -torch.log2(lik).sum(dim=(1, 2, 3))
         self.bits[tag] = self.bits.get(tag, 0) + bits
 
-    def factorized(self, prior, z, tag, shape=None):
+    def modes(self, shape):
+        return None
+
+    def factorized(self, prior, z, tag, shape=None, keep=None):
         z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.noise else torch.round(z)
         self._add(tag, prior.likelihood(z_hat))
         return z_hat
 
-    def gaussian(self, cond, y, mu, sigma, tag):
+    def gaussian(self, cond, y, mu, sigma, tag, keep=None):
         if self.noise:
             self._add(tag, cond.likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), mu, sigma))
             return mu + (y - mu) + (torch.round(y - mu) - (y - mu)).detach()
@@ -61,21 +95,37 @@ class Train:
 class Encode:
     """Round, range-code; return the dequantized latents the decoder will reconstruct."""
 
-    def __init__(self, tags):
+    def __init__(self, tags, modes: torch.Tensor | None = None):
         self.streams = {t: constriction.stream.queue.RangeEncoder() for t in tags}
+        self.mode_map = modes  # the encoder's block modes (int, shaped like the hyper-latent grid)
 
-    def factorized(self, prior, z, tag, shape=None):
+    def modes(self, shape):
+        """Code the mode map (every block coded unless the encoder gave one) and return it."""
+        if self.mode_map is None:
+            self.mode_map = torch.zeros(shape, dtype=torch.long)
+        assert tuple(self.mode_map.shape) == tuple(shape), (self.mode_map.shape, shape)
+        first = next(iter(self.streams.values()))
+        m = self.mode_map.reshape(-1).numpy().astype(np.int32)
+        counts = np.bincount(m, minlength=MODES)[1:]  # the count of mode 0 follows from n
+        first.encode(counts.astype(np.int32), constriction.stream.model.Uniform(len(m) + 1))
+        first.encode(m, _CATEGORICAL, _mode_table([len(m) - counts.sum(), *counts], len(m)))
+        return self.mode_map
+
+    def factorized(self, prior, z, tag, shape=None, keep=None):
         sym = torch.round(z).clamp(-Z_RANGE, Z_RANGE)
-        table = _z_tables(prior)
-        channel = np.broadcast_to(np.arange(z.shape[1])[None, :, None, None], z.shape).reshape(-1)
-        s = sym.to(torch.int32).numpy().reshape(-1)
-        self.streams[tag].encode(s + Z_RANGE, _CATEGORICAL, table[channel])
+        if keep is not None:
+            sym = sym * keep
+        channel = np.broadcast_to(np.arange(z.shape[1])[None, :, None, None], z.shape)
+        s = _kept(sym.to(torch.int32), keep)
+        self.streams[tag].encode(s + Z_RANGE, _CATEGORICAL, _z_tables(prior)[_kept(channel, keep)])
         return sym
 
-    def gaussian(self, cond, y, mu, sigma, tag):
+    def gaussian(self, cond, y, mu, sigma, tag, keep=None):
         sym = torch.round(y - mu).clamp(-SYMBOL_RANGE, SYMBOL_RANGE)
-        idx = cond.scale_index(sigma)
-        s = sym.to(torch.int32).numpy().reshape(-1)
+        if keep is not None:
+            sym = sym * keep
+        idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
+        s = _kept(sym.to(torch.int32), keep)
         self.streams[tag].encode(s, _GAUSS, np.zeros(len(s)), SCALES[idx])
         return mu + sym
 
@@ -95,11 +145,22 @@ class Decode:
                 raise BitstreamError(f"{t} stream length is not a multiple of 4 bytes")
             self.streams[t] = constriction.stream.queue.RangeDecoder(np.frombuffer(p, dtype=np.uint32).copy())
 
-    def factorized(self, prior, z, tag, shape):
-        table = _z_tables(prior)
-        channel = np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape).reshape(-1)
-        s = self.streams[tag].decode(_CATEGORICAL, table[channel]).astype(np.int64) - Z_RANGE
-        return torch.from_numpy(s.reshape(shape)).float()
+    def modes(self, shape):
+        first = next(iter(self.streams.values()))
+        n = int(np.prod(shape))
+        counts = first.decode(constriction.stream.model.Uniform(n + 1), MODES - 1)
+        if counts.sum() > n:
+            raise BitstreamError("block mode counts exceed the number of blocks (damaged payload)")
+        m = first.decode(_CATEGORICAL, _mode_table([n - counts.sum(), *counts], n))
+        if not np.array_equal(np.bincount(m, minlength=MODES)[1:], counts):
+            raise BitstreamError("block modes do not match their counts (damaged payload)")
+        return torch.from_numpy(m.astype(np.int64).reshape(shape))
+
+    def factorized(self, prior, z, tag, shape, keep=None):
+        channel = np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape)
+        s = self.streams[tag].decode(_CATEGORICAL, _z_tables(prior)[_kept(channel, keep)]).astype(np.int64)
+        s = s - Z_RANGE
+        return _place(s, shape, keep)
 
     def finish(self):
         """Every stream must have been read to its end: leftover data means a damaged payload."""
@@ -107,8 +168,7 @@ class Decode:
             if not dec.maybe_exhausted():
                 raise BitstreamError(f"{tag} stream has data left over after decoding (damaged payload)")
 
-    def gaussian(self, cond, y, mu, sigma, tag):
-        idx = cond.scale_index(sigma)
-        n = mu.numel()
-        s = self.streams[tag].decode(_GAUSS, np.zeros(n), SCALES[idx])
-        return mu + torch.from_numpy(s.astype(np.float32).reshape(mu.shape))
+    def gaussian(self, cond, y, mu, sigma, tag, keep=None):
+        idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
+        s = self.streams[tag].decode(_GAUSS, np.zeros(len(idx)), SCALES[idx])
+        return mu + _place(s, mu.shape, keep)

