@@ -98,7 +98,8 @@ def test_train_runs_all_stages(uninterrupted, weights):
     assert ckpt["step"] == STEPS
     # training changed the weights, and the export is the checkpoint's model
     exported = load_file(export)
-    assert all(torch.equal(exported[k], v) for k, v in ckpt["model"].items())
+    assert all(torch.equal(exported[k], v.to(exported[k].dtype)) for k, v in ckpt["model"].items())
+    assert {v.dtype for k, v in exported.items() if ".prior." not in k} == {torch.float16}
     torch.manual_seed(1234)
     from flowcodec.codec.model import VideoModel
     init = VideoModel("pyramid").state_dict()
@@ -210,7 +211,7 @@ def test_intra_and_prior_stages(data_root, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in log)
     assert {"intra_bpp", "motion_bpp", "residual_bpp"} <= log[-1].keys()
     final = load_file(export)
-    changed = {k for k in final if not torch.equal(final[k], after_intra[k])}
+    changed = {k for k in final if not torch.equal(final[k], after_intra[k].to(final[k].dtype))}
     assert changed and all(".prior." in k for k in changed), sorted(changed)[:5]
     assert any(k.startswith("intra.") for k in changed) and any(k.startswith("inter.") for k in changed)
 

@@ -46,10 +46,14 @@ class VideoModel(torch.nn.Module):
 
 
 def save(model: VideoModel, path: str, info: dict | None = None):
-    """Write weights + config atomically."""
+    """Write weights + config atomically. The transforms' tensors are stored as float16 (half the size)
+    and widened to float32 when loaded, so encoder and decoder compute with the same weights; the small
+    factorized priors stay float32, since their probability tables are what the bits are coded with."""
     meta = {"config": json.dumps(model.config()), "info": json.dumps(info or {})}
+    half = lambda k, v: v.is_floating_point() and ".prior." not in k
+    state = {k: (v.half() if half(k, v) else v).contiguous() for k, v in model.state_dict().items()}
     tmp = path + ".tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp, metadata=meta)
+    save_file(state, tmp, metadata=meta)
     os.replace(tmp, path)
 
 
