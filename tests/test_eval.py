@@ -140,3 +140,23 @@ def test_analyze_writes_pictures_and_page(evaluated, tmp_path):
         assert (tmp_path / "a" / name).stat().st_size > 100
         assert f'src="{name}"' in page
     assert not (tmp_path / "a" / "flow_0000.png").exists()  # frame 0 is intra
+
+
+def test_resume_measures_only_missing_points(evaluated, tmp_path):
+    """--resume keeps the points results.json holds and measures the rest; another protocol is refused."""
+    import shutil
+    src, weights = evaluated
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    clip = str(next(p for p in src.parent.iterdir() if p.suffix == ".y4m"))
+    before = json.loads((out / "results.json").read_text())
+    args = ["eval", clip, "--motion", "pyramid", "--anchors", "x264-medium", "--frames", str(N),
+            "--weights", weights, "--threads", "1", "--out", out, "--resume"]
+    rc, _, err = cli(*args, "--qualities", "1", "2", "6", timeout=SLOW_S)
+    assert rc == 0, err
+    assert err.count(" bpp, ") == 1 and "pyramid q2:" in err  # only the new point was coded
+    after = json.loads((out / "results.json").read_text())
+    points = [p["point"] for c in after["clips"].values() for p in c["points"]]
+    assert sorted(points) == sorted([p["point"] for c in before["clips"].values() for p in c["points"]] + ["q2"])
+    rc, _, err = cli(*args[:-1], "--intra-period", "8", "--resume", "--qualities", "1", timeout=SLOW_S)
+    assert rc == 1 and "another protocol" in err and "Traceback" not in err

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..entropy.models import FactorizedPrior, GaussianConditional
-from ..layers import GDN, conv, deconv
+from ..layers import GDN, conv, deconv, one_thread
 
 STRIDE = 8  # g_a downsamples by 8, h_a by a further 4
 
@@ -58,6 +58,8 @@ class HyperCodec(nn.Module):
             y = self.g_a(x) * self._pick(self.gain, q)
             z = self.h_a(y)
         z_hat = coder.factorized(self.prior, z, tag, zshape, keep_z)
-        mu, sigma = self.h_s(z_hat).chunk(2, dim=1)
+        with one_thread():
+            mu, sigma = self.h_s(z_hat).chunk(2, dim=1)
         y_hat = coder.gaussian(self.cond, y, mu, sigma.abs(), tag, keep_y)
-        return self.g_s(y_hat * self._pick(self.inv_gain, q))
+        with one_thread():
+            return self.g_s(y_hat * self._pick(self.inv_gain, q))

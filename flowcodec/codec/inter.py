@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import ResBlock, conv
+from ..layers import ResBlock, conv, one_thread
 from ..motion import create
 from .hyper import STRIDE, HyperCodec
 
@@ -70,7 +70,8 @@ class InterCodec(nn.Module):
         if cur is not None:
             field_in = F.pixel_unshuffle(self.motion.estimate(cur, ref) / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
-        pred = self.refine(self.motion.compensate(ref, field), ref, field)
+        with one_thread():
+            pred = self.refine(self.motion.compensate(ref, field), ref, field)
         residual = None if cur is None else cur - pred
         x_hat = pred + self.res(residual, q, coder, "residual", size, no_residual)
         if modes is not None:

@@ -208,11 +208,13 @@ def _anchor_point(clip, out, name, qp):
 
 
 def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=None, intra_period=32,
-             weights=None, threads=2, log=None, intra="hevc"):
+             weights=None, threads=2, log=None, intra="hevc", resume=False):
     """Measure every clip x (anchor x QP, motion x quality) point into results.json, then ``report``.
 
     results.json is rewritten after every point, so a run that fails or is stopped keeps what it
-    measured (``report`` renders it). log: called with one progress line per point (default: stderr).
+    measured (``report`` renders it); with ``resume`` the points it already holds (same protocol) are
+    kept and not measured again, so a stopped run can go on or another motion can be added.
+    log: called with one progress line per point (default: stderr).
     """
     import torch
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -223,20 +225,31 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
     results = {"protocol": {"frames": frames, "intra_period": intra_period, "intra": intra, "threads": threads,
                             "weights": weights, "anchor_keyint": 32},
                "clips": {}}
+    path = os.path.join(out, "results.json")
+    if resume and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("protocol") != results["protocol"]:
+            raise FlowcodecError(f"{path} was measured under another protocol: {old.get('protocol')}")
+        results = old
+    done = {(name, p["codec"], p["point"]) for name, c in results["clips"].items() for p in c["points"]}
 
     def keep(clip, point):
         results["clips"].setdefault(clip["name"], {**clip, "points": []})["points"].append(point)
         log(_progress(clip, point))
-        with atomic_output(os.path.join(out, "results.json"), "w") as f:
+        with atomic_output(path, "w") as f:
             json.dump(results, f, indent=1)
 
+    todo = lambda clip, codec, point: (clip["name"], codec, point) not in done
     for clip in prepared:
         for name in anchors:
             for qp in ANCHORS[name].qps:
-                keep(clip, _anchor_point(clip, out, name, qp))
+                if todo(clip, name, f"qp{qp}"):
+                    keep(clip, _anchor_point(clip, out, name, qp))
         for motion in motions:
             for q in qualities:
-                keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra))
+                if todo(clip, motion, f"q{q}"):
+                    keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra))
     report(out)
 
 

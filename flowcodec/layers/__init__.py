@@ -1,4 +1,6 @@
 """Network building blocks shared by the codecs and the motion modules."""
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,6 +13,24 @@ def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
 def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     """Transposed conv that exactly multiplies the spatial size by ``stride``."""
     return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run what the decoder computes on one thread. oneDNN picks convolution kernels by thread count,
+    and some of them (1×1 and small transposed convolutions) then round differently; a decoder whose
+    output depended on the machine's threads would not decode other machines' files exactly. The
+    encoder-only analysis (motion estimation, analysis transforms) may use any number of threads, and
+    so may training (with gradients enabled this does nothing)."""
+    if torch.is_grad_enabled():
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class GDN(nn.Module):
