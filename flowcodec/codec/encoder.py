@@ -85,7 +85,8 @@ class SequenceEncoder(SequenceDecoder):
         CODED."""
         lam = LAMBDAS[self.level]
         coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
-        x_hat, pred, _ = self.model.inter(x, self.ref, self.level, coder)
+        estimate = self.model.inter.motion.estimate(x, self.ref)  # once for both passes
+        x_hat, pred, _ = self.model.inter(x, self.ref, self.level, coder, estimate)
         sse = lambda y: lam * block_sse(y, x, self.valid)
         cost = torch.empty(3, *coder.bits["motion"].shape)
         cost[CODED] = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
@@ -95,7 +96,7 @@ class SequenceEncoder(SequenceDecoder):
         if not modes.any():
             return self._finish(coder, x_hat)
         coder = Encode(inter.TAGS, modes[None, None])
-        return self._finish(coder, self.model.inter(x, self.ref, self.level, coder)[0])
+        return self._finish(coder, self.model.inter(x, self.ref, self.level, coder, estimate)[0])
 
     def _intra(self, frame):
         options = []

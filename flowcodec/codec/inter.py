@@ -53,8 +53,9 @@ class InterCodec(nn.Module):
         self.refine = Refine(fc)
         self.res = HyperCodec(6, 6, n=64, m=96, nz=32, levels=levels)
 
-    def forward(self, cur, ref, q, coder):
-        """One P-frame through the channel. ``cur`` is None when decoding.
+    def forward(self, cur, ref, q, coder, estimate=None):
+        """One P-frame through the channel. ``cur`` is None when decoding; ``estimate`` is the encoder's
+        motion estimate for (cur, ref) when it already has it (computed here otherwise).
 
         Block modes (a map from the coder, one per 64×64 luma block; never in training): CODED blocks use
         motion and residual; COPY blocks copy the reference and code no latents; PREDICT blocks take the
@@ -68,7 +69,8 @@ class InterCodec(nn.Module):
             copy, no_residual = modes == COPY, modes != CODED
         field_in = None
         if cur is not None:
-            field_in = F.pixel_unshuffle(self.motion.estimate(cur, ref) / FIELD_SCALE, 2)
+            estimate = self.motion.estimate(cur, ref) if estimate is None else estimate
+            field_in = F.pixel_unshuffle(estimate / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         with one_thread():
             pred = self.refine(self.motion.compensate(ref, field), ref, field)
