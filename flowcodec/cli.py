@@ -4,6 +4,7 @@ Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr
 """
 import argparse
 import contextlib
+import os
 import sys
 import time
 
@@ -143,7 +144,6 @@ def _info(a):
 
 def _demo(a):
     """The main job on the bundled clip: encode and decode in separate processes, check bit-exactness."""
-    import os
     import subprocess
     import tempfile
     from .eval.metrics import psnr_yuv
@@ -311,6 +311,9 @@ def main(argv=None):
     except FlowcodecError as e:
         print(f"flowcodec: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # whoever read our stdout has gone (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:
         print(f"flowcodec: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""),
               file=sys.stderr)
