@@ -12,6 +12,8 @@ from .codec.bitstream import INTRA_MODES
 from .errors import FlowcodecError
 
 QUALITIES = 6
+
+
 def _threads(value: str) -> int:
     n = int(value) if value.isdigit() else 0
     if not 1 <= n <= 256:

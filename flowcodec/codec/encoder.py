@@ -23,7 +23,7 @@ from ..entropy.coder import Encode
 from . import inter, intra
 from .bitstream import INTRA_MODES, FrameType, payload_pack
 from .decoder import SequenceDecoder
-from .frames import quantize_frame, to_frame, to_tensor
+from .frames import quantize_frame, to_frame, to_tensor, weighted_se
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, PREDICT
 from .model import INTRA_QP, LAMBDAS
@@ -35,13 +35,17 @@ def rd_cost(frame, recon, nbytes: int, lam: float) -> float:
     return 8 * nbytes / frame[0].size + lam * (6 * mse[0] + mse[1] + mse[2]) / 8
 
 
+def block_sum(values: torch.Tensor, grid) -> torch.Tensor:
+    """Sums of a 2-D map over the cells of a (rows, cols) grid that tiles it exactly."""
+    (h, w), (rows, cols) = values.shape, grid
+    return values.reshape(rows, h // rows, cols, w // cols).sum((1, 3))
+
+
 def block_sse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per mode block, Σ over the frame's real pixels of (6·SE_Y + SE_U + SE_V)/8 in luma-pixel units
+    """Per mode block, Σ over the frame's real pixels of the weighted squared error in luma-pixel units
     (the training distortion times the pixel count), for packed tensors a and b."""
-    se = (a - b) ** 2
-    e = 4 * (6 * se[0, :4].mean(0) + se[0, 4] + se[0, 5]) / 8 * valid
-    h, w = e.shape
-    return e.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).sum((1, 3))
+    e = 4 * weighted_se(a, b)[0] * valid
+    return block_sum(e, (e.shape[0] // BLOCK, e.shape[1] // BLOCK))
 
 
 class _Measured(Encode):
@@ -52,8 +56,7 @@ class _Measured(Encode):
         self.bits = {t: torch.zeros(grid) for t in tags}
 
     def _count(self, tag, bits):
-        (h, w), f = self.bits[tag].shape, bits.shape[-1] // self.bits[tag].shape[-1]
-        self.bits[tag] += bits.sum((0, 1)).reshape(h, f, w, f).sum((1, 3))
+        self.bits[tag] += block_sum(bits.sum((0, 1)), self.bits[tag].shape)
 
     def factorized(self, prior, z, tag, shape=None, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)

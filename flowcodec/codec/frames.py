@@ -45,6 +45,13 @@ def to_frame(x: torch.Tensor, width: int, height: int):
     return q(y[0, 0, :height, :width]), q(uv[0, 0, :ch, :cw]), q(uv[0, 1, :ch, :cw])
 
 
+def weighted_se(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per packed pixel (B,H,W), the squared error weighted like PSNR-YUV: (6·SE_Y + SE_U + SE_V)/8,
+    with SE_Y the mean over the four luma phases. The one definition of the codec's distortion."""
+    se = (a - b) ** 2
+    return (6 * se[:, :4].mean(dim=1) + se[:, 4] + se[:, 5]) / 8
+
+
 def quantize_frame(x: torch.Tensor) -> torch.Tensor:
     """Round a packed frame to 8-bit levels (what the decoder stores as reference)."""
     return torch.floor(x.clamp(0, 1) * 255.0 + 0.5) / 255.0

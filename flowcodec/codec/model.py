@@ -80,7 +80,9 @@ def load_part(model: VideoModel, path: str, prefix: str = ""):
     default); every copied name must exist in the model with the same shape. Used to start training
     from shipped weights, or to take the intra codec of one file into another."""
     state = {k: v for k, v in load_file(path).items() if k.startswith(prefix)}
-    missing = set(state) - set(model.state_dict())
-    if missing or not state:
-        raise FlowcodecError(f"{path}: {'no tensors named ' + prefix + '*' if not state else 'unknown tensors ' + ', '.join(sorted(missing)[:3])}")
+    if not state:
+        raise FlowcodecError(f"{path}: no tensors named {prefix}*")
+    unknown = sorted(set(state) - set(model.state_dict()))
+    if unknown:
+        raise FlowcodecError(f"{path}: unknown tensors {', '.join(unknown[:3])}")
     model.load_state_dict(state, strict=False)

@@ -45,10 +45,7 @@ def _kept(x, keep) -> np.ndarray:
 def _place(values: np.ndarray, shape, keep) -> torch.Tensor:
     """Inverse of ``_kept``: decoded values at the coded positions, 0 elsewhere."""
     out = torch.zeros(int(np.prod(shape)))
-    if keep is None:
-        out[:] = torch.from_numpy(values.astype(np.float32))
-    else:
-        out[keep.reshape(-1)] = torch.from_numpy(values.astype(np.float32))
+    out[slice(None) if keep is None else keep.reshape(-1)] = torch.from_numpy(values.astype(np.float32))
     return out.reshape(shape)
 
 

@@ -26,7 +26,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..codec.frames import unpack
+from ..codec.frames import unpack, weighted_se
 from ..codec.model import LAMBDAS, VideoModel, load_part, save
 from ..entropy.coder import Train
 from ..motion.warp import warp
@@ -37,8 +37,7 @@ PRIOR_LR = 10.0
 
 def distortion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample MSE weighted like PSNR-YUV: (6·Y + U + V) / 8, on packed frames."""
-    se = (a - b) ** 2
-    return (6 * se[:, :4].mean(dim=(1, 2, 3)) + se[:, 4].mean(dim=(1, 2)) + se[:, 5].mean(dim=(1, 2))) / 8
+    return weighted_se(a, b).mean(dim=(1, 2))
 
 
 def flow_loss(model, frames, flows, has_flow):
@@ -52,14 +51,14 @@ def flow_loss(model, frames, flows, has_flow):
                   "warp_mse": photo.mean().item()}
 
 
-def joint_loss(model, frames, q, aux, noise=True):
+def joint_loss(model, frames, q, aux):
     lam = torch.tensor(LAMBDAS)[q]
     ref = frames[:, 0]
     pixels = frames.shape[-1] * frames.shape[-2] * 4
     total, stats = 0.0, {"bpp": 0.0, "psnr": 0.0, "mv_bpp": 0.0}
     steps = frames.shape[1] - 1
     for t in range(1, frames.shape[1]):
-        coder = Train(noise)
+        coder = Train()
         x_hat, pred, _ = model.inter(frames[:, t], ref, q, coder)
         bpp = coder.total() / pixels
         d = distortion(x_hat, frames[:, t])
@@ -71,8 +70,8 @@ def joint_loss(model, frames, q, aux, noise=True):
     return total / steps, stats
 
 
-def intra_loss(model, images, q, noise=True):
-    coder = Train(noise)
+def intra_loss(model, images, q):
+    coder = Train()
     x_hat = model.intra(images, q, coder)
     bpp = coder.total() / (images.shape[-1] * images.shape[-2] * 4)
     d = distortion(x_hat, images)
