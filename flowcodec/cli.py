@@ -289,7 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--size", type=int, default=128, help="crop size in luma pixels")
     t.add_argument("--frames", type=int, default=3, help="frames per clip (1 reference + P-frames)")
     t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--threads", type=int, default=1, help="CPU threads of the training process")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model and batches live (auto: cuda when a GPU is present)")
+    t.add_argument("--workers", type=int, default=0,
+                   help="data-loader processes drawing batches (0: the training process draws them); "
+                        "the batches are the same either way")
+    t.add_argument("--amp", action="store_true",
+                   help="mixed precision: transforms in bfloat16 autocast, entropy models in float32")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="start from these weights (safetensors; tensors it lacks stay as drawn)")
     t.add_argument("--init-intra", help="take the learned intra codec from these weights")

@@ -221,3 +221,98 @@ def test_images_batch(data_root):
     x = s.images(5, seed=0, step=3)
     assert x.shape == (5, 6, 32, 32) and x.min() >= 0 and x.max() <= 1
     assert torch.equal(x, s.images(5, seed=0, step=3)) and not torch.equal(x, s.images(5, seed=0, step=4))
+
+
+def test_workers_draw_the_same_batches(data_root):
+    """Two data-loader processes give the training process exactly the inputs it would draw itself,
+    in step order, across a stage boundary (intra frames, then clips)."""
+    from types import SimpleNamespace
+    from flowcodec.train.loop import batches, schedule
+    stages = schedule("intra:3,joint:4")
+    args = lambda workers: SimpleNamespace(data=data_root, size=64, frames=3, batch=2, workers=workers)
+    here = list(batches(args(0), stages, seed=5, start=1, end=7))
+    there = list(batches(args(2), stages, seed=5, start=1, end=7))
+    assert [s for s, _ in here] == [s for s, _ in there] == list(range(1, 7))
+    for (_, a), (_, b) in zip(here, there):
+        assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert [len(x) for _, x in here] == [1, 1, 3, 3, 3, 3]  # intra: frames; joint: (frames, flows, has_flow)
+    assert not torch.equal(here[2][1][0], here[3][1][0])
+
+
+def test_workers_train_and_resume_exactly(data_root, uninterrupted, tmp_path):
+    """A run with --workers 2, stopped after step 2 and resumed (workers again), ends with the weights
+    and log of the uninterrupted single-process run."""
+    run_a, export_a = uninterrupted
+    run, export = str(tmp_path / "run"), str(tmp_path / "w.safetensors")
+    torch.manual_seed(1234)
+    args = _train_args(data_root, run, export, ckpt_minutes=60) + ["--workers", "2"]
+    _train(args + ["--stop-after", "2"])
+    _train(args)
+    _assert_same_weights(export, export_a)
+    strip = lambda log: [{k: v for k, v in r.items() if k != "sec"} for r in log]
+    assert strip(_log(run)) == strip(_log(run_a))
+
+
+@pytest.mark.parametrize("motion", ["pyramid", "scale_space"])
+def test_training_step_creates_no_tensor_on_a_fixed_device(motion):
+    """Every stage's loss and gradient with the model and batch on one device while the default device
+    is another (meta): a tensor made without ``device=`` lands on meta and mixing it with the model's
+    fails, as a CPU tensor would beside a CUDA model. CI has no GPU; this is what makes --device cuda
+    safe to ship."""
+    from flowcodec.codec.model import VideoModel
+    from flowcodec.train.loop import LOSSES
+    torch.manual_seed(0)
+    model = VideoModel(motion)
+    frames, flows = torch.rand(2, 3, 6, 32, 32), torch.randn(2, 2, 2, 64, 64)
+    has_flow, q = torch.tensor([True, False]), torch.tensor([0, 5])
+    for name, loss_fn in LOSSES.items():
+        inputs = (frames[:, 0],) if name == "intra" else (frames, flows, has_flow)
+        model.zero_grad()
+        with torch.device("meta"):
+            loss, stats = loss_fn(model, inputs, q, 0.0)
+            loss.backward()
+        assert loss.device.type == "cpu" and np.isfinite(loss.item()), name
+        assert all(np.isfinite(v) or k == "epe" for k, v in stats.items()), name
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()), name
+
+
+def test_entropy_models_stay_float32_under_autocast():
+    """--amp: the rates come from float32 likelihoods even inside bfloat16 autocast (bf16 would keep
+    ~3 significant digits of a probability)."""
+    from flowcodec.entropy.models import FactorizedPrior, GaussianConditional
+    torch.manual_seed(0)
+    prior, cond = FactorizedPrior(4), GaussianConditional()
+    z = torch.randn(2, 4, 3, 3) * 3
+    y, mu, sigma = torch.randn(2, 4, 3, 3) * 5, torch.randn(2, 4, 3, 3), torch.rand(2, 4, 3, 3) * 4
+    want = prior.likelihood(z), cond.likelihood(y, mu, sigma)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = prior.likelihood(z), cond.likelihood(y.bfloat16(), mu.bfloat16(), sigma.bfloat16())
+    assert got[0].dtype == got[1].dtype == torch.float32
+    assert torch.equal(got[0], want[0])  # the same float32 computation
+    bf = (y.bfloat16().float(), mu.bfloat16().float(), sigma.bfloat16().float())
+    assert torch.equal(got[1], cond.likelihood(*bf))  # inputs rounded by autocast, the rest float32
+
+
+def test_amp_training_runs(data_root, tmp_path):
+    run, export = str(tmp_path / "run"), str(tmp_path / "amp.safetensors")
+    _train(_train_args(data_root, run, export, stages="joint:1") + ["--amp", "--device", "cpu"])
+    rec = _log(run)[0]
+    assert rec["stage"] == "joint" and np.isfinite(rec["loss"]) and rec["bpp"] > 0
+    from safetensors import safe_open
+    with safe_open(export, "pt") as f:
+        info = json.loads(f.metadata()["info"])
+    assert info["amp"] is True and info["device"] == "cpu"
+
+
+@pytest.mark.parametrize("stages", ["flow:2,jiont:2", "joint", "joint:0", "joint:-1"])
+def test_bad_stages_are_one_line_errors(data_root, tmp_path, stages):
+    rc, _, err = cli_inproc(*_train_args(data_root, str(tmp_path / "r"), str(tmp_path / "x.st"), stages=stages))
+    assert rc == 1 and err.count("\n") == 1 and "--stages" in err
+
+
+def test_cuda_unavailable_is_an_error(data_root, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    rc, _, err = cli_inproc(*_train_args(data_root, str(tmp_path / "r"), str(tmp_path / "x.st")),
+                            "--device", "cuda")
+    assert rc == 1 and "no CUDA GPU" in err

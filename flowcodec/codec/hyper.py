@@ -36,7 +36,7 @@ class HyperCodec(nn.Module):
     @staticmethod
     def _pick(table: torch.Tensor, q) -> torch.Tensor:
         """Gain vector(s) for quality index q: an int, a float (interpolated), or a (B,) tensor."""
-        q = torch.as_tensor(q, dtype=torch.float32).clamp(0, table.shape[0] - 1).reshape(-1)
+        q = torch.as_tensor(q, dtype=torch.float32, device=table.device).clamp(0, table.shape[0] - 1).reshape(-1)
         lo = q.floor().long()
         hi = (lo + 1).clamp(max=table.shape[0] - 1)
         t = (q - lo.float())[:, None]

@@ -51,7 +51,8 @@ def save(model: VideoModel, path: str, info: dict | None = None):
     factorized priors stay float32, since their probability tables are what the bits are coded with."""
     meta = {"config": json.dumps(model.config()), "info": json.dumps(info or {})}
     half = lambda k, v: v.is_floating_point() and ".prior." not in k
-    state = {k: (v.half() if half(k, v) else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half(k, v) else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     tmp = path + ".tmp"
     save_file(state, tmp, metadata=meta)
     os.replace(tmp, path)

@@ -10,6 +10,7 @@ and Minnen et al., "Joint autoregressive and hierarchical priors" (NeurIPS 2018,
   model from the same index.
 """
 import copy
+import functools
 import math
 
 import numpy as np
@@ -21,6 +22,18 @@ LIKELIHOOD_FLOOR = 1e-9
 SYMBOL_RANGE = 255  # latent symbols are clamped to [-SYMBOL_RANGE, SYMBOL_RANGE]
 Z_RANGE = 63  # hyper-latent symbols are clamped to [-Z_RANGE, Z_RANGE]
 SCALES = np.exp(np.linspace(math.log(0.11), math.log(64.0), 64))
+
+
+def full_precision(likelihood):
+    """Run a likelihood in float32 (float64 stays float64) with autocast off, even when training with
+    mixed precision (``flowcodec train --amp``): in bfloat16 a probability near 1, or a small tail
+    probability, rounds to a few significant bits and the rate term with it."""
+    @functools.wraps(likelihood)
+    def run(self, *xs):
+        xs = [x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in xs]
+        with torch.autocast(xs[0].device.type, enabled=False):
+            return likelihood(self, *xs)
+    return run
 
 
 class FactorizedPrior(nn.Module):
@@ -52,6 +65,7 @@ class FactorizedPrior(nn.Module):
                 x = x + torch.tanh(self.factors[k]) * torch.tanh(x)
         return x
 
+    @full_precision
     def likelihood(self, z: torch.Tensor) -> torch.Tensor:
         """P(z - 1/2 < Z < z + 1/2) per element of z (B, C, H, W)."""
         b, c, h, w = z.shape
@@ -78,6 +92,7 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
 class GaussianConditional(nn.Module):
     """Discretized Gaussian N(mu, sigma) per latent element, sigma floored at the smallest table scale."""
 
+    @full_precision
     def likelihood(self, y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = sigma.clamp_min(float(SCALES[0]))
         v = torch.abs(y - mu)

@@ -39,7 +39,7 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return img
     r = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=img.dtype)
+    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()
     c = img.shape[1]

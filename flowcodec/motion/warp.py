@@ -8,8 +8,8 @@ from ..codec.frames import pack, unpack
 def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample ``img`` (B,C,H,W) at p + flow(p); flow (B,2,H,W) in pixels (x, y); borders replicate."""
     b, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype), torch.arange(w, dtype=flow.dtype),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
+                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
     gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
     gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
     return F.grid_sample(img, torch.stack((gx, gy), dim=-1), mode="bilinear", padding_mode="border",

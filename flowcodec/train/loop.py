@@ -15,29 +15,42 @@ Stages (``--stages flow:N,joint:M``):
 The factorized priors learn ``PRIOR_LR`` times faster than the rest: they are small density models that
 must follow the hyper-latents as the transforms change.
 
-Every step seeds its own RNG from (seed, step, rank): a run resumed from a checkpoint takes exactly the
-steps an uninterrupted run would. With ``torchrun --nproc_per_node K`` each process draws its own
-batches and gradients are averaged (gloo on CPU, nccl on GPU).
+Every step's batch is a pure function of (seed, rank, step) and every step seeds its own RNG from them:
+a run resumed from a checkpoint takes exactly the steps an uninterrupted run would, and batches drawn
+by ``--workers N`` data-loader processes are the ones the training process would have drawn itself.
+The model and the batches live on ``--device`` (``auto``: the GPU when there is one); ``--amp`` runs the
+transforms in bfloat16 autocast while the entropy models stay float32. With
+``torchrun --nproc_per_node K`` each process draws its own batches and gradients are averaged (nccl on
+GPUs, one per process; gloo on CPUs).
 """
 import json
 import os
+import sys
 import time
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from ..codec.frames import unpack, weighted_se
 from ..codec.model import LAMBDAS, VideoModel, load_part, save
 from ..entropy.coder import Train
+from ..errors import FlowcodecError
 from ..motion.warp import warp
 from .data import ClipSampler
 
 PRIOR_LR = 10.0
 
 
+def _lambdas(q: torch.Tensor) -> torch.Tensor:
+    """λ of each sample's quality index, on the device of ``q``."""
+    return torch.tensor(LAMBDAS, device=q.device)[q]
+
+
 def distortion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample MSE weighted like PSNR-YUV: (6·Y + U + V) / 8, on packed frames."""
-    return weighted_se(a, b).mean(dim=(1, 2))
+    """Per-sample MSE weighted like PSNR-YUV: (6·Y + U + V) / 8, on packed frames (in float32, also
+    under mixed precision)."""
+    return weighted_se(a.float(), b.float()).mean(dim=(1, 2))
 
 
 def flow_loss(model, frames, flows, has_flow):
@@ -52,7 +65,7 @@ def flow_loss(model, frames, flows, has_flow):
 
 
 def joint_loss(model, frames, q, aux):
-    lam = torch.tensor(LAMBDAS)[q]
+    lam = _lambdas(q)
     ref = frames[:, 0]
     pixels = frames.shape[-1] * frames.shape[-2] * 4
     total, stats = 0.0, {"bpp": 0.0, "psnr": 0.0, "mv_bpp": 0.0}
@@ -75,7 +88,7 @@ def intra_loss(model, images, q):
     x_hat = model.intra(images, q, coder)
     bpp = coder.total() / (images.shape[-1] * images.shape[-2] * 4)
     d = distortion(x_hat, images)
-    return (bpp + torch.tensor(LAMBDAS)[q] * d).mean(), {"bpp": bpp.mean().item(),
+    return (bpp + _lambdas(q) * d).mean(), {"bpp": bpp.mean().item(),
                                                          "psnr": (-10 * torch.log10(d.detach())).mean().item()}
 
 
@@ -94,21 +107,94 @@ def prior_loss(model, frames, q):
     return bpp.mean(), {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
 
 
-def _schedule(spec: str):
+def _joint(model, inputs, q, progress):
+    """The joint loss with its auxiliary prediction term, which decays over the first 30% of the stage."""
+    return joint_loss(model, inputs[0], q, max(0.0, 1.0 - progress / 0.3) + 0.05)
+
+
+# stage name -> loss(model, inputs, q, progress through the stage in [0, 1)); inputs come from _inputs
+LOSSES = {
+    "flow": lambda model, inputs, q, progress: flow_loss(model, inputs[0][:, :2], *inputs[1:]),
+    "joint": _joint,
+    "intra": lambda model, inputs, q, progress: intra_loss(model, inputs[0], q),
+    "prior": lambda model, inputs, q, progress: prior_loss(model, inputs[0], q),
+}
+
+
+def schedule(spec: str) -> list[tuple[str, int, int]]:
+    """``"flow:1500,joint:3500"`` -> [(stage, first step, end step), ...]; a bad spec is an error."""
     out, start = [], 0
     for part in spec.split(","):
-        name, n = part.split(":")
+        name, _, n = part.partition(":")
+        if name not in LOSSES or not n.isdigit() or int(n) == 0:
+            raise FlowcodecError(f"--stages: {part!r} is not STAGE:STEPS with STAGE one of "
+                                 f"{', '.join(LOSSES)} and STEPS a positive whole number")
         out.append((name, start, start + int(n)))
         start += int(n)
     return out
 
 
+def stage_at(stages, step: int):
+    """The (stage, first, end) entry of the schedule that step ``step`` belongs to."""
+    return next(s for s in stages if s[1] <= step < s[2])
+
+
+def _inputs(sampler: ClipSampler, stage: str, batch: int, seed: int, step: int) -> tuple:
+    """What one step trains on: single frames for the intra stage, (frames, flows, has_flow) clips for
+    the others. A pure function of its arguments (see ``ClipSampler``)."""
+    if stage == "intra":
+        return (sampler.images(batch, seed, step),)
+    return sampler.batch(batch, seed, step)
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """The inputs of steps ``start`` … ``end - 1``, in step order, as (step, inputs).
+
+    In a DataLoader with N workers, worker k computes steps start + k, start + k + N, …; the loader
+    takes one item from each worker in turn, so the training process receives the steps in order, each
+    exactly what it would have computed itself. The sampler is built inside each worker (only paths
+    and numbers cross the process boundary)."""
+
+    def __init__(self, data, size, frames, batch, seed, stages, start, end):
+        super().__init__()
+        self.data, self.size, self.frames, self.batch, self.seed = data, size, frames, batch, seed
+        self.stages, self.start, self.end = stages, start, end
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        if info:
+            torch.set_num_threads(1)  # the workers are the parallelism
+        sampler = ClipSampler(self.data, size=self.size, frames=self.frames)
+        for step in range(self.start + k, self.end, n):
+            yield step, _inputs(sampler, stage_at(self.stages, step)[0], self.batch, self.seed, step)
+
+
+def batches(args, stages, seed: int, start: int, end: int, pin: bool = False):
+    """Iterator over (step, inputs) for steps start … end-1, from ``args.workers`` processes (0: here)."""
+    data = Batches(args.data, args.size, args.frames, args.batch, seed, stages, start, end)
+    return iter(torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers, pin_memory=pin,
+                                            prefetch_factor=4 if args.workers else None))
+
+
+def pick_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when a GPU is present); under torchrun, this process's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise FlowcodecError("--device cuda: no CUDA GPU is available to this torch build")
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        return device
+    return torch.device(name)
+
+
 def train(args):
     torch.set_num_threads(args.threads)
+    stages = schedule(args.stages)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.pt")
     torch.manual_seed(args.seed)  # the same initial weights on every rank and for every run
@@ -116,38 +202,40 @@ def train(args):
     for path, prefix in ((args.init, ""), (args.init_intra, "intra.")):
         if path:
             load_part(model, path, prefix)
+    step, state = 0, None
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt, weights_only=False, map_location="cpu")
+        model.load_state_dict(state["model"])
+        step = state["step"]
+    end = stages[-1][2] if args.stop_after is None else min(stages[-1][2], args.stop_after)
+    seed = args.seed * 1000 + rank
+    device = pick_device(args.device)
+    # the loader's workers start (fork) here, before the model touches the GPU
+    data = batches(args, stages, seed, step, end, pin=device.type == "cuda")
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    model.to(device)
     priors = [p for n, p in model.named_parameters() if ".prior." in n]
     others = [p for n, p in model.named_parameters() if ".prior." not in n]
     opt = torch.optim.Adam([{"params": others}, {"params": priors, "lr": args.lr * PRIOR_LR}], lr=args.lr)
-    step = 0
-    if os.path.exists(ckpt):
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
+    if state:
         opt.load_state_dict(state["opt"])
-        step = state["step"]
-    sampler = ClipSampler(args.data, size=args.size, frames=args.frames)
-    stages = _schedule(args.stages)
-    end = stages[-1][2] if args.stop_after is None else min(stages[-1][2], args.stop_after)
     log = open(os.path.join(args.out, "log.jsonl"), "a") if rank == 0 else None
+    bar = tqdm(total=end, initial=step, unit="step", desc=f"train {args.motion}", file=sys.stderr,
+               disable=rank != 0 or None, dynamic_ncols=True)
     last_save, t0 = time.time(), time.time()
     model.train()
     while step < end:
-        name, first, last = next(s for s in stages if s[1] <= step < s[2])
+        name, first, last = stage_at(stages, step)
+        got, inputs = next(data)
+        assert got == step, (got, step)  # the loader's order is the training order
+        inputs = [x.to(device, non_blocking=True) for x in inputs]
         torch.manual_seed(hash((args.seed, step, rank)) % (2**31))
         for p in others:
             p.requires_grad_(name != "prior")
-        q = torch.randint(0, len(LAMBDAS), (args.batch,))
-        if name == "intra":
-            loss, stats = intra_loss(model, sampler.images(args.batch, args.seed * 1000 + rank, step), q)
-        else:
-            frames, flows, has_flow = sampler.batch(args.batch, args.seed * 1000 + rank, step)
-            if name == "flow":
-                loss, stats = flow_loss(model, frames[:, :2], flows, has_flow)
-            elif name == "prior":
-                loss, stats = prior_loss(model, frames, q)
-            else:
-                aux = max(0.0, 1.0 - (step - first) / max(1, 0.3 * (last - first))) + 0.05
-                loss, stats = joint_loss(model, frames, q, aux)
+        q = torch.randint(0, len(LAMBDAS), (args.batch,)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            loss, stats = LOSSES[name](model, inputs, q, (step - first) / (last - first))
         opt.zero_grad()
         loss.backward()
         if world > 1:
@@ -162,19 +250,28 @@ def train(args):
         if rank == 0:
             rec = {"step": step, "stage": name, "loss": round(loss.item(), 5),
                    **{k: round(v, 5) for k, v in stats.items()}, "sec": round(time.time() - t0, 1)}
+            bar.update()
+            bar.set_postfix(stage=name, loss=f"{rec['loss']:.4g}", refresh=False)
             if step % args.log_every == 0:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
-                print(json.dumps(rec), flush=True)
+                bar.write(json.dumps(rec), file=sys.stdout)
             if time.time() - last_save > 60 * args.ckpt_minutes or step == end:
                 tmp = ckpt + ".tmp"
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
                 os.replace(tmp, ckpt)
                 last_save = time.time()
+    bar.close()
     if rank == 0 and args.export:
         save(model, args.export, {"steps": step, "stages": args.stages, "init": args.init,
-                                  "init_intra": args.init_intra, "data": args.data,
-                                  "size": args.size, "frames": args.frames, "batch": args.batch * world})
+                                  "init_intra": args.init_intra, "data": args.data, "size": args.size,
+                                  "frames": args.frames, "batch": args.batch * world, "lr": args.lr,
+                                  "device": _device_name(device), "amp": args.amp})
     if world > 1:
         dist.destroy_process_group()
     return model
+
+
+def _device_name(device: torch.device) -> str:
+    """What trained the weights, for their provenance (e.g. "cuda: NVIDIA H100 80GB HBM3")."""
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
