@@ -17,7 +17,8 @@ import flowcodec
 from flowcodec.codec.bitstream import FrameType
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.codec.hevc import decode_intra, encode_intra
-from flowcodec.codec.model import INTRA_QP, load, weights_path
+from flowcodec.codec.model import load, weights_path
+from flowcodec.codec.options import INTRA_QP
 from flowcodec.eval.metrics import psnr_yuv
 from flowcodec.io import open_video
 

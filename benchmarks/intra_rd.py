@@ -18,7 +18,8 @@ import flowcodec
 from flowcodec.codec.bitstream import FrameType
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.codec.hevc import decode_intra, encode_intra
-from flowcodec.codec.model import LAMBDAS, load, weights_path
+from flowcodec.codec.model import load, weights_path
+from flowcodec.codec.options import LAMBDAS
 from flowcodec.eval.metrics import bd_rate, psnr_yuv
 from flowcodec.io import open_video
 

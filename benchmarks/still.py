@@ -19,7 +19,8 @@ import torch
 
 import flowcodec
 from flowcodec.codec.encoder import SequenceEncoder
-from flowcodec.codec.model import INTRA_QP, load, weights_path
+from flowcodec.codec.model import load, weights_path
+from flowcodec.codec.options import INTRA_QP
 from flowcodec.eval.anchors import run_anchor
 from flowcodec.io import VideoInfo, Y4MWriter, open_video
 

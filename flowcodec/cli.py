@@ -8,10 +8,9 @@ import os
 import sys
 import time
 
-from .codec.bitstream import INTRA_MODES
+from .codec.options import INTRA_MODES, QUALITIES
 from .errors import FlowcodecError
 
-QUALITIES = 6
 
 
 def _threads(value: str) -> int:

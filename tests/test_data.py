@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from flowcodec.codec.frames import unpack
+from flowcodec.frames import unpack
 from flowcodec.motion.warp import warp
 from flowcodec.train.data import render_clip
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowcodec.codec.hyper import HyperCodec
+from flowcodec.entropy.hyper import HyperCodec
 from flowcodec.entropy.coder import Decode, Encode, Train, _z_tables
 from flowcodec.entropy.models import SCALES, Z_RANGE, FactorizedPrior, GaussianConditional
 from flowcodec.errors import BitstreamError
@@ -15,7 +15,7 @@ SIZE = (32, 64)  # multiples of 32 (analysis 8x, hyper-analysis 4x more)
 @pytest.fixture(scope="module")
 def codec():
     torch.manual_seed(0)
-    return HyperCodec(6, 6).eval()
+    return HyperCodec(6, 6, levels=6).eval()
 
 
 def _inputs(seed):
@@ -50,7 +50,7 @@ def test_encode_decode_identical(codec, q):
 def gained():
     """A small codec whose per-level gains are set explicitly: 0.4 .. 16, a factor 2 per level."""
     torch.manual_seed(3)
-    model = HyperCodec(6, 6, n=32, m=48, nz=16).eval()
+    model = HyperCodec(6, 6, n=32, m=48, nz=16, levels=6).eval()
     gains = 4 * torch.logspace(-1, 2, 6, base=2.0)
     with torch.no_grad():
         model.gain.copy_(gains[:, None].expand_as(model.gain))

@@ -3,8 +3,9 @@ codec is trainable end to end (gradients reach every parameter) and exactly deco
 import pytest
 import torch
 
-from flowcodec.codec.frames import pack, unpack
+from flowcodec.frames import pack, unpack
 from flowcodec.codec.inter import InterCodec, TAGS
+from flowcodec.codec.options import QUALITIES
 from flowcodec.entropy.coder import Decode, Encode, Train
 from flowcodec.errors import FlowcodecError
 from flowcodec.motion import MotionModel, available, create
@@ -119,7 +120,7 @@ def _pair(seed=10):
 @pytest.mark.parametrize("name", available())
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
-    codec = InterCodec(name).train()
+    codec = InterCodec(name, QUALITIES).train()
     cur, ref = _pair()
     coder = Train()
     x_hat, pred, field = codec(cur, ref, torch.tensor([1]), coder)
@@ -137,7 +138,7 @@ def test_gradients_reach_every_parameter(name):
 @pytest.mark.parametrize("q", [0, 5])
 def test_inter_encode_decode_exact(q):
     torch.manual_seed(0)
-    codec = InterCodec("pyramid").eval()
+    codec = InterCodec("pyramid", QUALITIES).eval()
     cur, ref = _pair(seed=11)
     with torch.no_grad():
         enc = Encode(TAGS)

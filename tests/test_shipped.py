@@ -7,8 +7,9 @@ import torch
 
 import flowcodec
 from flowcodec.codec.encoder import SequenceEncoder
-from flowcodec.codec.frames import pack
-from flowcodec.codec.model import LAMBDAS, load, weights_path
+from flowcodec.frames import pack
+from flowcodec.codec.model import load, weights_path
+from flowcodec.codec.options import LAMBDAS
 from flowcodec.eval.metrics import psnr_yuv
 from flowcodec.io import open_video
 from flowcodec.motion import available

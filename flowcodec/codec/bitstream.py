@@ -43,10 +43,6 @@ class FrameType(IntEnum):
     INTER = 2
 
 
-INTRA_MODES = ("hevc", "learned", "auto")
-"""Encoder choices for intra frames: always type 0, always type 1, or per frame the cheaper in R+λD."""
-
-
 @dataclass
 class Header:
     """Stream-level parameters stored once at the start of a file."""

@@ -10,7 +10,7 @@ from ..entropy.coder import Decode
 from ..errors import BitstreamError
 from . import inter, intra
 from .bitstream import FrameType, payload_unpack
-from .frames import padded_size, to_frame, to_tensor
+from ..frames import padded_size, to_frame, to_tensor
 from .hevc import decode_intra
 
 

@@ -21,12 +21,12 @@ import torch
 
 from ..entropy.coder import Encode
 from . import inter, intra
-from .bitstream import INTRA_MODES, FrameType, payload_pack
+from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
-from .frames import quantize_frame, to_frame, to_tensor, weighted_se
+from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, PREDICT
-from .model import INTRA_QP, LAMBDAS
+from .options import INTRA_MODES, INTRA_QP, LAMBDAS
 
 
 def rd_cost(frame, recon, nbytes: int, lam: float) -> float:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..layers import ResBlock, conv, one_thread
 from ..motion import create
-from .hyper import STRIDE, HyperCodec
+from ..entropy.hyper import STRIDE, HyperCodec
 
 TAGS = ("motion", "residual")
 FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constant (pixels, not sizes)
@@ -45,7 +45,7 @@ class Refine(nn.Module):
 
 
 class InterCodec(nn.Module):
-    def __init__(self, motion: str = "pyramid", levels: int = 6):
+    def __init__(self, motion: str, levels: int):
         super().__init__()
         self.motion = create(motion)
         fc = self.motion.channels

@@ -7,13 +7,13 @@ is signalled per frame in the container (FrameType.INTRA_LEARNED / INTRA_HEVC).
 """
 import torch.nn as nn
 
-from .hyper import HyperCodec
+from ..entropy.hyper import HyperCodec
 
 TAGS = ("intra",)
 
 
 class IntraCodec(nn.Module):
-    def __init__(self, levels: int = 6):
+    def __init__(self, levels: int):
         super().__init__()
         self.codec = HyperCodec(6, 6, n=96, m=128, nz=48, levels=levels)
 

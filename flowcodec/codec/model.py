@@ -15,9 +15,8 @@ from ..errors import FlowcodecError
 from .bitstream import VERSION
 from .inter import InterCodec
 from .intra import IntraCodec
+from .options import QUALITIES
 
-LAMBDAS = (96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0)  # λ per quality level (MSE on [0,1] samples)
-INTRA_QP = (42, 38, 35, 32, 29, 26)  # x265 QP of intra frames per quality level (tuned to the P-frames)
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
 
 
@@ -30,7 +29,7 @@ class VideoModel(torch.nn.Module):
 
     Every weights file carries both, so one hash identifies all the weights a bitstream depends on."""
 
-    def __init__(self, motion: str = "pyramid", levels: int = len(LAMBDAS)):
+    def __init__(self, motion: str = "pyramid", levels: int = QUALITIES):
         super().__init__()
         self.motion_name = motion
         self.levels = levels

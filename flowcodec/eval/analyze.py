@@ -19,7 +19,7 @@ import torch
 
 from ..codec.bitstream import FrameType
 from ..codec.decoder import SequenceDecoder
-from ..codec.frames import to_frame
+from ..frames import to_frame
 from ..codec.inter import TAGS
 from ..entropy.coder import Decode
 from ..entropy.models import SCALES

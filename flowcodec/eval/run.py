@@ -32,6 +32,7 @@ import numpy as np
 
 from ..codec.bitstream import FrameType, Reader, payload_unpack
 from ..codec.inter import TAGS
+from ..codec.options import QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
 from ..motion import available
@@ -52,7 +53,6 @@ def weights_for(weights, motion):
 
 def _check_request(clips, motions, qualities, anchors, weights):
     """Refuse an impossible request before spending minutes on the possible part of it."""
-    from ..cli import QUALITIES
     from ..codec.model import load, weights_path
     if not clips:
         raise FlowcodecError("no clips given")

@@ -6,7 +6,7 @@ A motion approach answers three questions for the P-frame codec:
 * ``compensate(ref, field)``: the prediction of the current frame from the decoded reference and the
   decoded field (decoder side, shared with the encoder).
 
-Frames are packed YUV 4:2:0 tensors (see ``flowcodec.codec.frames``); fields are at luma resolution,
+Frames are packed YUV 4:2:0 tensors (see ``flowcodec.frames``); fields are at luma resolution,
 in luma pixel units at every scale (never normalised by the frame size, so a model trained on crops
 behaves the same on full frames).
 """

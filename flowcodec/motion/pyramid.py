@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..codec.frames import unpack
+from ..frames import unpack
 from ..layers import conv
 from .base import MotionModel, register
 from .warp import upsample_flow, warp, warp_frame

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..codec.frames import pack, unpack
+from ..frames import pack, unpack
 from ..layers import conv
 from .base import MotionModel, register
 from .pyramid import PyramidFlow

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..codec.frames import pack, unpack
+from ..frames import pack, unpack
 
 
 def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

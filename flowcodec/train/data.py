@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec.frames import pack
+from ..frames import pack
 from ..motion.warp import warp
 
 DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04")

@@ -32,8 +32,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..codec.frames import unpack, weighted_se
-from ..codec.model import LAMBDAS, VideoModel, load_part, save
+from ..frames import unpack, weighted_se
+from ..codec.model import VideoModel, load_part, save
+from ..codec.options import LAMBDAS
 from ..entropy.coder import Train
 from ..errors import FlowcodecError
 from ..motion.warp import warp

@@ -10,14 +10,14 @@ compression", CVPR 2021). Fractional levels interpolate the gains geometrically.
 import torch
 import torch.nn as nn
 
-from ..entropy.models import FactorizedPrior, GaussianConditional
+from .models import FactorizedPrior, GaussianConditional
 from ..layers import GDN, conv, deconv, one_thread
 
 STRIDE = 8  # g_a downsamples by 8, h_a by a further 4
 
 
 class HyperCodec(nn.Module):
-    def __init__(self, cin: int, cout: int, n: int = 64, m: int = 96, nz: int = 32, levels: int = 6):
+    def __init__(self, cin: int, cout: int, n: int = 64, m: int = 96, nz: int = 32, *, levels: int):
         super().__init__()
         self.m, self.nz = m, nz
         self.g_a = nn.Sequential(conv(cin, n, 5, 2), GDN(n), conv(n, n, 5, 2), GDN(n), conv(n, m, 5, 2))
