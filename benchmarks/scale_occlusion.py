@@ -15,6 +15,7 @@ import torch
 
 from flowcodec.codec.model import load, weights_path
 from flowcodec.entropy.coder import Train
+from flowcodec.motion import DecodedPictures
 from flowcodec.motion.scale_space import LEVELS
 from flowcodec.train.data import render_clip
 
@@ -44,7 +45,7 @@ def main():
             occ, vis, mv, total = [], [], 0.0, 0.0
             for frames, mask in pairs:
                 coder = Train(noise=False)
-                _, _, field = model.inter(frames[1:2], frames[0:1], level, coder)
+                field = model.inter(frames[1:2], DecodedPictures.intra(frames[0:1]), level, coder)[2]
                 z = field[0, 2].clamp(0, LEVELS - 1)  # as the warp uses it
                 occ.append(z[mask].mean().item() if mask.any() else np.nan)
                 vis.append(z[~mask].mean().item())

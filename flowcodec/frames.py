@@ -53,5 +53,19 @@ def weighted_se(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def quantize_frame(x: torch.Tensor) -> torch.Tensor:
-    """Round a packed frame to 8-bit levels (what the decoder stores as reference)."""
-    return torch.floor(x.clamp(0, 1) * 255.0 + 0.5) / 255.0
+    """Round a packed frame to 8-bit levels k/255 (what a decoder stores as its reference). When ``x``
+    requires gradients the rounding is straight-through (the clamp is not), so training sees the
+    decoder's values and still propagates errors through its references."""
+    c = x.clamp(0, 1)
+    q = torch.floor(c * 255.0 + 0.5) / 255.0
+    return c + (q - c).detach() if x.requires_grad else q
+
+
+def repad(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """A packed frame whose padding is replaced by edge replication of its visible width x height part,
+    exactly as ``to_tensor`` pads: what lies outside the frame never depends on what was coded there."""
+    y, uv = unpack(x)
+    (hp, wp), cw, ch = y.shape[-2:], (width + 1) // 2, (height + 1) // 2
+    y = F.pad(y[..., :height, :width], (0, wp - width, 0, hp - height), mode="replicate")
+    uv = F.pad(uv[..., :ch, :cw], (0, wp // 2 - cw, 0, hp // 2 - ch), mode="replicate")
+    return pack(y, uv)

@@ -8,6 +8,7 @@ import torch
 from flowcodec.codec import inter, intra
 from flowcodec.codec.model import VideoModel
 from flowcodec.entropy.coder import Decode, Encode
+from flowcodec.motion import DecodedPictures
 from flowcodec.layers import GDN, one_thread
 
 
@@ -33,7 +34,7 @@ def test_a_1x1_convolution_is_thread_sensitive_outside_one_thread():
 def test_decoding_ignores_the_thread_count(motion):
     torch.manual_seed(1)
     model = VideoModel(motion).eval()
-    x, ref = torch.rand(1, 6, 64, 96), torch.rand(1, 6, 64, 96)
+    x, ref = torch.rand(1, 6, 64, 96), DecodedPictures.intra(torch.rand(1, 6, 64, 96))
     threads = torch.get_num_threads()
     try:
         with torch.no_grad():

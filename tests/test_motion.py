@@ -1,14 +1,17 @@
-"""Motion: backward warping in pixel units, the packed-frame warp, the registry, and that the P-frame
-codec is trainable end to end (gradients reach every parameter) and exactly decodable."""
+"""Motion: backward warping in pixel units, the packed-frame warp, the registry, that the P-frame
+codec is trainable end to end (gradients reach every parameter) and exactly decodable, and the motion
+contract and decoder state over every registered module."""
+import numpy as np
 import pytest
 import torch
 
-from flowcodec.frames import pack, unpack
 from flowcodec.codec.inter import InterCodec, TAGS
 from flowcodec.codec.options import QUALITIES
 from flowcodec.entropy.coder import Decode, Encode, Train
 from flowcodec.errors import FlowcodecError
-from flowcodec.motion import MotionModel, available, create
+from flowcodec.frames import pack, to_frame, to_tensor, unpack
+from flowcodec.motion import DEPTH, DecodedPictures, MotionModel, available, create
+from flowcodec.motion.base import check
 from flowcodec.motion.warp import downsample_flow, upsample_flow, warp, warp_frame
 
 ATOL = 1e-5  # grid normalisation in float32 is not exact: sub-1e-5 errors on [0,1] images
@@ -98,10 +101,11 @@ def test_estimate_shape(name):
     m = create(name).eval()
     cur, ref = _image(2, 6, 32, 48, seed=8), _image(2, 6, 32, 48, seed=9)
     with torch.no_grad():
-        field = m.estimate(cur, ref)
+        state = DecodedPictures.intra(ref)
+        field = m.estimate(cur, state)
         assert field.shape == (2, m.channels, 64, 96)
         assert torch.isfinite(field).all()
-        assert m.compensate(ref, field).shape == ref.shape
+        assert m.compensate(state, field).shape == ref.shape
 
 
 # --- the P-frame codec -----------------------------------------------------------------------------
@@ -123,7 +127,7 @@ def test_gradients_reach_every_parameter(name):
     codec = InterCodec(name, QUALITIES).train()
     cur, ref = _pair()
     coder = Train()
-    x_hat, pred, field = codec(cur, ref, torch.tensor([1]), coder)
+    x_hat, pred, field, _ = codec(cur, DecodedPictures.intra(ref), torch.tensor([1]), coder)
     assert set(coder.bits) == set(TAGS)
     loss = coder.total().mean() / (64 * 64) + 100 * ((x_hat - cur) ** 2).mean() + ((pred - cur) ** 2).mean()
     loss.backward()
@@ -142,9 +146,105 @@ def test_inter_encode_decode_exact(q):
     cur, ref = _pair(seed=11)
     with torch.no_grad():
         enc = Encode(TAGS)
-        x_enc, pred_enc, field_enc = codec(cur, ref, q, enc)
+        state = DecodedPictures.intra(ref)
+        x_enc, pred_enc, field_enc, _ = codec(cur, state, q, enc)
         dec = Decode(TAGS, enc.payloads())
-        x_dec, pred_dec, field_dec = codec(None, ref, q, dec)
+        x_dec, pred_dec, field_dec, _ = codec(None, state, q, dec)
     assert torch.equal(field_enc, field_dec)
     assert torch.equal(pred_enc, pred_dec)
     assert torch.equal(x_enc, x_dec)
+
+
+# --- the motion contract and the decoder state, over every registered module ----------------------
+
+@pytest.mark.parametrize("name", available())
+def test_contract_zero_motion_returns_the_reference(name):
+    m = check(create(name).eval())
+    state = DecodedPictures.intra(_image(1, 6, 32, 48, seed=3))
+    with torch.no_grad():
+        pred = m.compensate(state, torch.zeros(1, m.channels, 64, 96))
+    assert (pred - state.ref).abs().max() < 1e-5  # bilinear sampling at whole pixels: float rounding only
+
+
+def test_contract_is_checked_when_a_module_is_built():
+    class NoCompensate(MotionModel):
+        def estimate(self, cur, state):
+            return torch.zeros_like(cur[:, :2])
+
+    class TooManyReferences(NoCompensate):
+        references = DEPTH + 1
+
+        def compensate(self, state, field):
+            return state.ref
+
+    with pytest.raises(TypeError, match="compensate"):
+        check(NoCompensate())
+    with pytest.raises(TypeError, match="references"):
+        check(TooManyReferences())
+    TooManyReferences.references = 1
+    assert check(TooManyReferences()).references == 1
+
+
+def test_state_push_is_8bit_bounded_and_immutable():
+    x = torch.rand(1, 6, 32, 64) * 1.2 - 0.1  # a 90x50 frame, padded to 128x64 luma
+    state = DecodedPictures.intra(x, (90, 50))
+    ref = state.ref
+    assert torch.equal(ref * 255, (ref * 255).round()) and ref.min() >= 0 and ref.max() <= 1
+    # padding is the visible part's edge, as the decoder's to_tensor(to_frame(.)) makes it
+    assert torch.equal(ref, to_tensor(to_frame(x, 90, 50), 90, 50))
+    states = [state]
+    for k in range(DEPTH + 1):
+        states.append(states[-1].push(torch.full_like(x, k / 10), torch.full((1, 2, 64, 128), float(k))))
+    assert [len(s.frames) for s in states] == [1, 2, 3, 3, 3][:len(states)]
+    assert len(states[0].frames) == 1 and states[0].ref is ref  # pushing made new states
+    last = states[-1]
+    assert [f.mean().item() for f in last.frames] == pytest.approx([0.3, 0.2, 0.1], abs=2e-3)
+    assert [m[0, 0, 0, 0].item() for m in last.motion] == [3.0, 2.0, 1.0]
+    # training: the rounding is straight through, the clamp is not
+    y = (torch.rand(1, 6, 4, 4) * 1.4 - 0.2).requires_grad_()
+    DecodedPictures.intra(y).ref.sum().backward()
+    assert torch.equal(y.grad, ((y >= 0) & (y <= 1)).float())
+
+
+@pytest.mark.parametrize("name", available())
+def test_training_state_equals_the_coders_state(name):
+    """The reference a training step passes on is the one encoder and decoder pass on (rounded coding,
+    no noise): one state update, used by all three."""
+    torch.manual_seed(0)
+    codec = InterCodec(name, QUALITIES).eval()
+    cur, ref = _pair(seed=12)
+    state = DecodedPictures.intra(ref)
+    with torch.no_grad():
+        enc = Encode(TAGS)
+        after_enc = codec(cur, state, 3, enc)[3]
+        after_dec = codec(None, state, 3, Decode(TAGS, enc.payloads()))[3]
+        after_train = codec(cur, state, 3, Train(noise=False))[3]
+    for other in (after_dec, after_train):
+        assert len(other.frames) == 2 and all(torch.equal(a, b) for a, b in zip(after_enc.frames, other.frames))
+        assert torch.equal(after_enc.motion[0], other.motion[0]) and other.motion[1] is None
+
+
+@pytest.mark.parametrize("name", available())
+def test_decoder_never_estimates_and_resets_at_intra_frames(name, tmp_path, monkeypatch):
+    """Encode 7 frames with intra period 3; decode with every module's estimate() raising: the decoder
+    runs no encoder-only analysis, and its state holds one frame after each intra frame."""
+    from conftest import clip_frames
+    from flowcodec.codec.decoder import SequenceDecoder
+    from flowcodec.codec.encoder import SequenceEncoder
+    from flowcodec.codec.model import VideoModel
+    torch.manual_seed(0)
+    model = VideoModel(name).eval()
+    enc = SequenceEncoder(model, 40, 24, 3, intra_period=3, intra_mode="learned")
+    coded = [enc.encode(f) for f in clip_frames(40, 24, 7, seed=4)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the decoder called estimate()")
+    for cls in {type(m) for m in model.modules() if isinstance(m, MotionModel)}:
+        monkeypatch.setattr(cls, "estimate", refuse)
+    dec = SequenceDecoder(model, 40, 24, 3)
+    depths = []
+    for ftype, payload, recon in coded:
+        frame = dec.decode(ftype, payload)
+        assert all(np.array_equal(a, b) for a, b in zip(frame, recon))
+        depths.append(len(dec.state.frames))
+    assert depths == [1, 2, 3, 1, 2, 3, 1]

@@ -335,19 +335,21 @@ def test_block_modes_round_trip():
     from flowcodec.codec import inter
     from flowcodec.codec.model import VideoModel
     from flowcodec.entropy.coder import Decode, Encode
+    from flowcodec.motion import DecodedPictures
     torch.manual_seed(0)
     model = VideoModel().eval()
-    ref, cur = torch.rand(1, 6, 64, 96), torch.rand(1, 6, 64, 96)
+    state, cur = DecodedPictures.intra(torch.rand(1, 6, 64, 96)), torch.rand(1, 6, 64, 96)
+    ref = state.ref
     modes = torch.tensor([[[[inter.COPY, inter.CODED, inter.PREDICT], [inter.CODED, inter.PREDICT, inter.COPY]]]])
     sizes = []
     with torch.no_grad():
         for m in (None, modes):
             enc = Encode(inter.TAGS, m)
-            x_hat, pred, _ = model.inter(cur, ref, 2, enc)
+            x_hat, pred, _, _ = model.inter(cur, state, 2, enc)
             payloads = enc.payloads()
             sizes.append(sum(map(len, payloads)))
             dec = Decode(inter.TAGS, payloads)
-            assert torch.equal(model.inter(None, ref, 2, dec)[0], x_hat)
+            assert torch.equal(model.inter(None, state, 2, dec)[0], x_hat)
             dec.finish()
     for mode, source in ((inter.COPY, ref), (inter.PREDICT, pred)):
         where = inter.pixels(modes == mode).expand_as(ref)

@@ -1,7 +1,7 @@
 """Scale-space flow (approach 1): the warp's defining properties."""
 import torch
 
-from flowcodec.motion import create
+from flowcodec.motion import DecodedPictures, create
 from flowcodec.motion.scale_space import LEVELS, gaussian_blur, scale_space_warp, sigmas
 
 
@@ -49,7 +49,7 @@ def test_gradients_reach_all_three_channels():
     model = create("scale_space")
     ref = torch.rand(1, 6, 32, 32)
     field = (torch.rand(1, 3, 64, 64) * 2).requires_grad_()
-    model.compensate(ref, field).square().sum().backward()
+    model.compensate(DecodedPictures.intra(ref), field).square().sum().backward()
     per_channel = field.grad.abs().sum(dim=(0, 2, 3))
     assert (per_channel > 0).all(), per_channel
 
@@ -58,6 +58,6 @@ def test_estimate_gives_flow_and_nonnegative_scale():
     torch.manual_seed(0)
     model = create("scale_space")
     cur, ref = torch.rand(2, 6, 32, 32), torch.rand(2, 6, 32, 32)
-    field = model.estimate(cur, ref)
+    field = model.estimate(cur, DecodedPictures.intra(ref))
     assert field.shape == (2, 3, 64, 64)
     assert (field[:, 2] >= 0).all()

@@ -9,6 +9,7 @@ import flowcodec
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.frames import pack
 from flowcodec.codec.model import load, weights_path
+from flowcodec.motion import DecodedPictures
 from flowcodec.codec.options import LAMBDAS
 from flowcodec.eval.metrics import psnr_yuv
 from flowcodec.io import open_video
@@ -52,6 +53,6 @@ def test_trained_pyramid_flow_recovers_a_shift():
     ref = pack(torch.roll(y, (dy, dx), (2, 3)), torch.roll(uv, (dy // 2, dx // 2), (2, 3)))
     cur = pack(y, uv)
     with torch.no_grad():
-        flow = model.inter.motion.estimate(cur[..., :64, :96], ref[..., :64, :96])
+        flow = model.inter.motion.estimate(cur[..., :64, :96], DecodedPictures.intra(ref[..., :64, :96]))
     inner = flow[0, :, 24:-24, 24:-24]
     assert abs(inner[0].median().item() - dx) < 1.0 and abs(inner[1].median().item() - dy) < 1.0

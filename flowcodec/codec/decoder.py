@@ -1,8 +1,9 @@
 """Sequence decoder: turns frame records back into frames and keeps the decoder state.
 
-The state is exactly what the bitstream lets a decoder rebuild: the last decoded frame (8-bit, cropped,
-then re-padded by edge replication). The encoder (``encoder.py``) derives from this class and updates
-its state through the same ``_accept``, so its references are the decoder's.
+The state (``motion.DecodedPictures``) is exactly what the bitstream lets a decoder rebuild: the last
+decoded frames (8-bit, re-padded by edge replication from the visible frame) and their motion, started
+anew at every intra frame. The encoder (``encoder.py``) derives from this class and takes its states
+from the same calls, so its references are the decoder's.
 """
 import torch
 
@@ -11,6 +12,7 @@ from ..errors import BitstreamError
 from . import inter, intra
 from .bitstream import FrameType, payload_unpack
 from ..frames import padded_size, to_frame, to_tensor
+from ..motion import DecodedPictures
 from .hevc import decode_intra
 
 
@@ -22,13 +24,17 @@ class SequenceDecoder:
         self.level = quality - 1
         wp, hp = padded_size(width, height)
         self.packed = (hp // 2, wp // 2)  # size of the packed frame tensors
-        self.ref = None  # padded packed tensor of the last decoded frame
+        self.state = None  # DecodedPictures; None until the first intra frame
         self.last = None  # (coder, prediction, motion field) of the last inter frame, for analysis
 
-    def _accept(self, frame):
-        """Make a decoded frame the reference of the next one; return it."""
-        self.ref = to_tensor(frame, self.width, self.height)
-        return frame
+    def _intra_state(self, x_hat):
+        """The state after an intra frame whose (padded, packed) reconstruction is ``x_hat``."""
+        return DecodedPictures.intra(x_hat, (self.width, self.height))
+
+    def _accept(self, state):
+        """Make ``state`` the decoder's; return its newest frame, the one just decoded, as 8-bit planes."""
+        self.state = state
+        return to_frame(state.ref, self.width, self.height)
 
     def _streams(self, kind: str, tags, payload: bytes, run):
         """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input."""
@@ -43,16 +49,17 @@ class SequenceDecoder:
     @torch.no_grad()
     def decode(self, ftype: FrameType, payload: bytes):
         if ftype == FrameType.INTRA_HEVC:
-            return self._accept(decode_intra(payload, self.width, self.height))
+            frame = decode_intra(payload, self.width, self.height)
+            return self._accept(self._intra_state(to_tensor(frame, self.width, self.height)))
         if ftype == FrameType.INTRA_LEARNED:
             _, x_hat = self._streams("intra", intra.TAGS, payload,
                                      lambda c: self.model.intra(None, self.level, c, self.packed))
-            return self._accept(to_frame(x_hat, self.width, self.height))
+            return self._accept(self._intra_state(x_hat))
         if ftype == FrameType.INTER:
-            if self.ref is None:
+            if self.state is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
-            coder, (x_hat, pred, field) = self._streams(
-                "inter", inter.TAGS, payload, lambda c: self.model.inter(None, self.ref, self.level, c))
+            coder, (_, pred, field, state) = self._streams(
+                "inter", inter.TAGS, payload, lambda c: self.model.inter(None, self.state, self.level, c))
             self.last = (coder, pred, field)
-            return self._accept(to_frame(x_hat, self.width, self.height))
+            return self._accept(state)
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..entropy.coder import Encode
+from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
 from . import inter, intra
 from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
-from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, PREDICT
 from .options import INTRA_MODES, INTRA_QP, LAMBDAS
@@ -80,44 +80,45 @@ class SequenceEncoder(SequenceDecoder):
         rows, cols = torch.arange(hp)[:, None], torch.arange(wp)[None, :]
         self.valid = ((2 * rows < height) & (2 * cols < width)).float()  # packed pixels inside the frame
 
-    def _finish(self, coder, x_hat):
-        return payload_pack(*coder.payloads()), to_frame(x_hat, self.width, self.height)
-
     def _inter(self, x):
         """Code a P-frame whole, choose the block modes from that, and code it again unless all are
-        CODED."""
+        CODED. Returns (payload, state after the frame)."""
         lam = LAMBDAS[self.level]
         coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
-        estimate = self.model.inter.motion.estimate(x, self.ref)  # once for both passes
-        x_hat, pred, _ = self.model.inter(x, self.ref, self.level, coder, estimate)
+        estimate = self.model.inter.motion.estimate(x, self.state)  # once for both passes
+        x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate)
         sse = lambda y: lam * block_sse(y, x, self.valid)
         cost = torch.empty(3, *coder.bits["motion"].shape)
         cost[CODED] = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
-        cost[COPY] = sse(self.ref)
+        cost[COPY] = sse(self.state.ref)
         cost[PREDICT] = sse(quantize_frame(pred)) + coder.bits["motion"]
         modes = cost.argmin(0)
-        if not modes.any():
-            return self._finish(coder, x_hat)
-        coder = Encode(inter.TAGS, modes[None, None])
-        return self._finish(coder, self.model.inter(x, self.ref, self.level, coder, estimate)[0])
+        if modes.any():
+            coder = Encode(inter.TAGS, modes[None, None])
+            state = self.model.inter(x, self.state, self.level, coder, estimate)[3]
+        return payload_pack(*coder.payloads()), state
 
     def _intra(self, frame):
-        options = []
+        """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
+        returns (frame type, payload, state after the frame)."""
+        options, size = [], (self.width, self.height)
         if self.intra_mode != "learned":
             payload = encode_intra(frame, INTRA_QP[self.level])
-            options.append((FrameType.INTRA_HEVC, payload, decode_intra(payload, self.width, self.height)))
+            recon = to_tensor(decode_intra(payload, *size), *size)
+            options.append((FrameType.INTRA_HEVC, payload, self._intra_state(recon)))
         if self.intra_mode != "hevc":
             coder = Encode(intra.TAGS)
-            x_hat = self.model.intra(to_tensor(frame, self.width, self.height), self.level, coder)
-            options.append((FrameType.INTRA_LEARNED, *self._finish(coder, x_hat)))
-        return min(options, key=lambda o: rd_cost(frame, o[2], len(o[1]), LAMBDAS[self.level]))
+            x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
+            options.append((FrameType.INTRA_LEARNED, payload_pack(*coder.payloads()), self._intra_state(x_hat)))
+        cost = lambda o: rd_cost(frame, to_frame(o[2].ref, *size), len(o[1]), LAMBDAS[self.level])
+        return min(options, key=cost)
 
     @torch.no_grad()
     def encode(self, frame):
         """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
         if self.index % self.intra_period == 0:
-            ftype, payload, recon = self._intra(frame)
+            ftype, payload, state = self._intra(frame)
         else:
-            ftype, (payload, recon) = FrameType.INTER, self._inter(to_tensor(frame, self.width, self.height))
+            ftype, (payload, state) = FrameType.INTER, self._inter(to_tensor(frame, self.width, self.height))
         self.index += 1
-        return ftype, payload, self._accept(recon)
+        return ftype, payload, self._accept(state)

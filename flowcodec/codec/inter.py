@@ -5,14 +5,14 @@
 written once in ``InterCodec.forward``. The same function trains (``Train`` coder: noise, rate
 estimate), encodes (``Encode``: round and range-code) and decodes (``Decode``: range-decode; no current
 frame, so nothing encoder-only runs). The encoder's reconstruction is therefore the decoder's by
-construction.
+construction. The decoder state (``motion.DecodedPictures``) goes in and the advanced state comes out.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import ResBlock, conv, one_thread
-from ..motion import create
+from ..motion import DecodedPictures, create
 from ..entropy.hyper import STRIDE, HyperCodec
 
 TAGS = ("motion", "residual")
@@ -53,15 +53,18 @@ class InterCodec(nn.Module):
         self.refine = Refine(fc)
         self.res = HyperCodec(6, 6, n=64, m=96, nz=32, levels=levels)
 
-    def forward(self, cur, ref, q, coder, estimate=None):
-        """One P-frame through the channel. ``cur`` is None when decoding; ``estimate`` is the encoder's
-        motion estimate for (cur, ref) when it already has it (computed here otherwise).
+    def forward(self, cur, state: DecodedPictures, q, coder, estimate=None):
+        """One P-frame through the channel. ``cur`` is None when decoding; ``state`` is the decoder state
+        (read, never changed); ``estimate`` is the encoder's motion estimate for (cur, state) when it
+        already has it (computed here otherwise).
 
         Block modes (a map from the coder, one per 64×64 luma block; never in training): CODED blocks use
         motion and residual; COPY blocks copy the reference and code no latents; PREDICT blocks take the
         motion-compensated prediction and code no residual latents.
-        Returns (reconstruction, prediction, decoded motion field); all padded packed tensors.
+        Returns (reconstruction, prediction, decoded motion field, the state with this frame pushed);
+        all padded packed tensors.
         """
+        ref = state.ref
         size = ref.shape[-2:]
         modes = coder.modes((1, 1, size[0] // BLOCK, size[1] // BLOCK))
         copy = no_residual = None
@@ -69,14 +72,14 @@ class InterCodec(nn.Module):
             copy, no_residual = modes == COPY, modes != CODED
         field_in = None
         if cur is not None:
-            estimate = self.motion.estimate(cur, ref) if estimate is None else estimate
+            estimate = self.motion.estimate(cur, state) if estimate is None else estimate
             field_in = F.pixel_unshuffle(estimate / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         with one_thread():
-            pred = self.refine(self.motion.compensate(ref, field), ref, field)
+            pred = self.refine(self.motion.compensate(state, field), ref, field)
         residual = None if cur is None else cur - pred
         x_hat = pred + self.res(residual, q, coder, "residual", size, no_residual)
         if modes is not None:
             x_hat = torch.where(pixels(modes == PREDICT), pred, x_hat)
             x_hat = torch.where(pixels(copy), ref, x_hat)
-        return x_hat, pred, field
+        return x_hat, pred, field, state.push(x_hat, field)

@@ -1,27 +1,85 @@
-"""The motion interface every approach implements, and the registry.
+"""The contract between the P-frame codec and a motion approach, the decoder state they share, and the
+registry of approaches.
 
-A motion approach answers three questions for the P-frame codec:
-* ``channels``: how many channels the coded motion field has (2 for flow, 3 with a scale field);
-* ``estimate(cur, ref)``: the field to code (encoder only; never called by the decoder);
-* ``compensate(ref, field)``: the prediction of the current frame from the decoded reference and the
-  decoded field (decoder side, shared with the encoder).
+Decoder state (``DecodedPictures``, a decoded picture buffer like DCVC's ``dpb``): the last ``DEPTH``
+decoded frames, newest first, each with its decoded motion field (None for an intra frame), and the
+tensors a motion module keeps for the next frame (``owned``). Encoder, decoder and training build it
+through the same two calls — ``DecodedPictures.intra(frame, size)`` at every intra frame and
+``state.push(frame, field)`` after every P-frame — so the encoder's references are the decoder's and
+training sees the same 8-bit references (rounded straight-through). It is immutable: a P-frame call
+takes a state and returns a new one, so the encoder's trial pass (block modes) cannot advance it.
+
+A motion module (a subclass of ``MotionModel``, registered with ``@register("name")``) declares:
+
+* ``channels``: channels of the coded motion field (2 for flow, 3 with a scale field);
+* ``references``: how many decoded frames it reads at most (1 … ``DEPTH``); right after an intra
+  frame the state holds fewer, and the module must fall back to what is there;
+* ``estimate(cur, state)``: the field to code, from the current frame and the state (encoder only:
+  the decoder has no current frame and never calls it);
+* ``compensate(state, field)``: the prediction of the current frame from the state and the decoded
+  field (decoder side, shared with the encoder); zero motion must return the newest reference.
+
+``create`` checks the declaration when a module is built, so a module that breaks the contract fails
+at once with a clear message, not inside a coding run (as torchvision's RAFT checks its parts).
 
 Frames are packed YUV 4:2:0 tensors (see ``flowcodec.frames``); fields are at luma resolution,
 in luma pixel units at every scale (never normalised by the frame size, so a model trained on crops
 behaves the same on full frames).
 """
+from dataclasses import dataclass, field as dataclass_field
+
+import torch
 import torch.nn as nn
+
+from ..frames import quantize_frame, repad
+
+DEPTH = 3  # decoded frames the state keeps (higher-order motion reads three)
 
 _REGISTRY: dict[str, type] = {}
 
 
-class MotionModel(nn.Module):
-    channels = 2
+@dataclass(frozen=True)
+class DecodedPictures:
+    """Decoder state: ``frames`` (packed, padded, 8-bit values k/255, newest first), ``motion`` (the
+    decoded field of each, None for intra frames), ``owned`` (name -> tensor kept by the motion module)
+    and ``size``, the visible (width, height) from which the padding is replicated (None: all of the
+    tensor is visible, as for training crops)."""
 
-    def estimate(self, cur, ref):
+    frames: tuple = ()
+    motion: tuple = ()
+    owned: dict = dataclass_field(default_factory=dict)
+    size: tuple | None = None
+
+    @classmethod
+    def intra(cls, frame: torch.Tensor, size: tuple | None = None) -> "DecodedPictures":
+        """The state after an intra frame: that frame alone (every intra frame starts anew)."""
+        return cls(size=size).push(frame)
+
+    @property
+    def ref(self) -> torch.Tensor:
+        """The newest decoded frame."""
+        return self.frames[0]
+
+    def push(self, frame: torch.Tensor, motion: torch.Tensor | None = None,
+             owned: dict | None = None) -> "DecodedPictures":
+        """A new state whose newest reference is ``frame`` rounded to 8 bits (and re-padded)."""
+        frame = quantize_frame(frame)
+        if self.size is not None:
+            frame = repad(frame, *self.size)
+        return DecodedPictures((frame,) + self.frames[:DEPTH - 1], (motion,) + self.motion[:DEPTH - 1],
+                               dict(owned or {}), self.size)
+
+
+class MotionModel(nn.Module):
+    """Base of the motion approaches; see the module docstring for the contract."""
+
+    channels = 2
+    references = 1
+
+    def estimate(self, cur: torch.Tensor, state: DecodedPictures) -> torch.Tensor:
         raise NotImplementedError
 
-    def compensate(self, ref, field):
+    def compensate(self, state: DecodedPictures, field: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -37,8 +95,23 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check(module: MotionModel) -> MotionModel:
+    """Refuse a module that does not declare the contract (a programming error: TypeError)."""
+    name = type(module).__name__
+    if not isinstance(module, MotionModel):
+        raise TypeError(f"{name} is not a MotionModel")
+    if not (isinstance(module.channels, int) and module.channels >= 2):
+        raise TypeError(f"{name}.channels must be an int >= 2 (flow x, y first), not {module.channels!r}")
+    if not (isinstance(module.references, int) and 1 <= module.references <= DEPTH):
+        raise TypeError(f"{name}.references must be 1..{DEPTH}, not {module.references!r}")
+    for method in ("estimate", "compensate"):
+        if getattr(type(module), method) is getattr(MotionModel, method):
+            raise TypeError(f"{name} does not implement {method}()")
+    return module
+
+
 def create(name: str, **kwargs) -> MotionModel:
     if name not in _REGISTRY:
         from ..errors import FlowcodecError
         raise FlowcodecError(f"unknown motion approach '{name}' (available: {', '.join(available())})")
-    return _REGISTRY[name](**kwargs)
+    return check(_REGISTRY[name](**kwargs))

@@ -76,10 +76,10 @@ class PyramidFlow(MotionModel):
         self.features = Features()
         self.levels = nn.ModuleList(_LevelNet(w) for w in WIDTHS[1:])  # 1/4 … 1/32
 
-    def estimate(self, cur, ref):
-        """Flow from the current to the reference frame (B,2,H,W), luma pixels."""
+    def estimate(self, cur, state):
+        """Flow from the current frame to the newest reference (B,2,H,W), luma pixels."""
         fc = self.features(unpack(cur)[0] * 4 - 2)[1:]
-        fr = self.features(unpack(ref)[0] * 4 - 2)[1:]
+        fr = self.features(unpack(state.ref)[0] * 4 - 2)[1:]
         flow = None
         for k in reversed(range(len(self.levels))):
             if flow is None:
@@ -90,5 +90,5 @@ class PyramidFlow(MotionModel):
             flow = flow + self.levels[k](cost, fc[k], flow)
         return upsample_flow(upsample_flow(flow))
 
-    def compensate(self, ref, field):
-        return warp_frame(ref, field)
+    def compensate(self, state, field):
+        return warp_frame(state.ref, field)

@@ -67,16 +67,16 @@ class ScaleSpaceFlow(MotionModel):
         self.flow = PyramidFlow()
         self.scale_head = nn.Sequential(conv(3, 16), nn.ReLU(), conv(16, 16), nn.ReLU(), conv(16, 1))
 
-    def estimate(self, cur, ref):
+    def estimate(self, cur, state):
         """(flow_x, flow_y, z) at luma resolution."""
-        flow = self.flow.estimate(cur, ref)
-        c, r = unpack(cur)[0], unpack(ref)[0]
+        flow = self.flow.estimate(cur, state)
+        c, r = unpack(cur)[0], unpack(state.ref)[0]
         warped = warp(r, flow)
         z = F.softplus(self.scale_head(torch.cat((c, warped, (c - warped).abs()), dim=1)) - 2.0)
         return torch.cat((flow, z), dim=1)
 
-    def compensate(self, ref, field):
-        y, uv = unpack(ref)
+    def compensate(self, state, field):
+        y, uv = unpack(state.ref)
         flow, z = field[:, :2], field[:, 2:]
         return pack(scale_space_warp(y, flow, z),
                     scale_space_warp(uv, downsample_flow(flow), F.avg_pool2d(z, 2), 0.5))

@@ -5,8 +5,9 @@ Stages (``--stages flow:N,joint:M``):
   plus the warping error on real clips.
 * ``joint`` — everything with one loss  R_motion + R_residual + λ_q·D  (plus a decaying λ·D term on the
   motion-compensated prediction that helps compensation learn first), over T-frame clips where each
-  P-frame references the previous reconstruction, so that error propagation is trained too. Every
-  sample draws its own quality level q, so one model learns all rates.
+  P-frame references the decoder state left by the previous one (``DecodedPictures``, built by the same
+  calls as in the decoder, with 8-bit rounding straight-through), so that error propagation is trained
+  too. Every sample draws its own quality level q, so one model learns all rates.
 * ``intra`` — the learned intra codec alone, R + λ_q·D on single frames (photographs and video frames).
 * ``prior`` — calibration: only the factorized priors of the hyper-latents learn, by the bits of the
   *rounded* hyper-latents of real coding (intra and P-frames). Noise-trained priors stay wider than the
@@ -37,6 +38,7 @@ from ..codec.model import VideoModel, load_part, save
 from ..codec.options import LAMBDAS
 from ..entropy.coder import Train
 from ..errors import FlowcodecError
+from ..motion import DecodedPictures
 from ..motion.warp import warp
 from .data import ClipSampler
 
@@ -55,10 +57,10 @@ def distortion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def flow_loss(model, frames, flows, has_flow):
-    ref, cur = frames[:, 0], frames[:, 1]
-    est = model.inter.motion.estimate(cur, ref)[:, :2]
+    state, cur = DecodedPictures.intra(frames[:, 0]), frames[:, 1]
+    est = model.inter.motion.estimate(cur, state)[:, :2]
     epe = torch.linalg.vector_norm(est - flows[:, 0], dim=1).mean(dim=(1, 2))
-    warped = warp(unpack(ref)[0], est)
+    warped = warp(unpack(state.ref)[0], est)
     photo = ((warped - unpack(cur)[0]) ** 2).mean(dim=(1, 2, 3))
     loss = torch.where(has_flow, epe, 100.0 * photo).mean()
     return loss, {"epe": (epe[has_flow].mean().item() if has_flow.any() else float("nan")),
@@ -67,20 +69,19 @@ def flow_loss(model, frames, flows, has_flow):
 
 def joint_loss(model, frames, q, aux):
     lam = _lambdas(q)
-    ref = frames[:, 0]
+    state = DecodedPictures.intra(frames[:, 0])  # an intra frame decodes close to its source
     pixels = frames.shape[-1] * frames.shape[-2] * 4
     total, stats = 0.0, {"bpp": 0.0, "psnr": 0.0, "mv_bpp": 0.0}
     steps = frames.shape[1] - 1
     for t in range(1, frames.shape[1]):
         coder = Train()
-        x_hat, pred, _ = model.inter(frames[:, t], ref, q, coder)
+        x_hat, pred, _, state = model.inter(frames[:, t], state, q, coder)
         bpp = coder.total() / pixels
         d = distortion(x_hat, frames[:, t])
         total = total + (bpp + lam * d + aux * lam * distortion(pred, frames[:, t])).mean()
         stats["bpp"] += bpp.mean().item() / steps
         stats["mv_bpp"] += (coder.bits["motion"] / pixels).mean().item() / steps
         stats["psnr"] += (-10 * torch.log10(d.detach())).mean().item() / steps
-        ref = x_hat.clamp(0, 1)
     return total / steps, stats
 
 
@@ -95,14 +96,14 @@ def intra_loss(model, images, q):
 
 def prior_loss(model, frames, q):
     """Bits per pixel of real (rounded) coding: the first frame as an intra frame, the others as P-frames
-    referencing the previous reconstruction (the first reference is the source frame, close to what the
-    default HEVC intra gives). Only the factorized priors are trainable in this stage, so only the
+    referencing the decoder state (the first reference is the source frame rounded to 8 bits, close to
+    what the default HEVC intra gives). Only the factorized priors are trainable in this stage, so only the
     hyper-latent bits give gradients."""
     coder = Train(noise=False)
     model.intra(frames[:, 0], q, coder)
-    ref = frames[:, 0]
+    state = DecodedPictures.intra(frames[:, 0])
     for t in range(1, frames.shape[1]):
-        ref = model.inter(frames[:, t], ref.clamp(0, 1), q, coder)[0]
+        state = model.inter(frames[:, t], state, q, coder)[3]
     pixels = frames.shape[-1] * frames.shape[-2] * 4 * frames.shape[1]
     bpp = coder.total() / pixels
     return bpp.mean(), {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
