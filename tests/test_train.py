@@ -304,10 +304,22 @@ def test_amp_training_runs(data_root, tmp_path):
     assert info["amp"] is True and info["device"] == "cpu"
 
 
-@pytest.mark.parametrize("stages", ["flow:2,jiont:2", "joint", "joint:0", "joint:-1"])
+@pytest.mark.parametrize("stages", ["flow:2,jiont:2", "joint", "joint:x", "joint:-1"])
 def test_bad_stages_are_one_line_errors(data_root, tmp_path, stages):
     rc, _, err = cli_inproc(*_train_args(data_root, str(tmp_path / "r"), str(tmp_path / "x.st"), stages=stages))
     assert rc == 1 and err.count("\n") == 1 and "--stages" in err
+
+
+def test_zero_steps_grafts_weights(data_root, tmp_path, weights, other_weights):
+    """``--stages prior:0`` (how the shipped files got their intra codec) trains nothing: the export holds
+    the P-frame codec of --init and the intra codec of --init-intra."""
+    export = str(tmp_path / "g.safetensors")
+    _train(_train_args(data_root, str(tmp_path / "r"), export, stages="prior:0")
+           + ["--init", weights, "--init-intra", other_weights])
+    got, inter_from, intra_from = load_file(export), load_file(weights), load_file(other_weights)
+    assert got.keys() == inter_from.keys()
+    assert all(torch.equal(got[k], (intra_from if k.startswith("intra.") else inter_from)[k]) for k in got)
+    assert any(not torch.equal(inter_from[k], intra_from[k]) for k in got if k.startswith("intra."))
 
 
 def test_cuda_unavailable_is_an_error(data_root, tmp_path):

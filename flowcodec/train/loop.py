@@ -124,13 +124,14 @@ LOSSES = {
 
 
 def schedule(spec: str) -> list[tuple[str, int, int]]:
-    """``"flow:1500,joint:3500"`` -> [(stage, first step, end step), ...]; a bad spec is an error."""
+    """``"flow:1500,joint:3500"`` -> [(stage, first step, end step), ...]; a bad spec is an error. A
+    0-step schedule (``prior:0``) trains nothing: it only writes --init / --init-intra to --export."""
     out, start = [], 0
     for part in spec.split(","):
         name, _, n = part.partition(":")
-        if name not in LOSSES or not n.isdigit() or int(n) == 0:
+        if name not in LOSSES or not n.isdigit():
             raise FlowcodecError(f"--stages: {part!r} is not STAGE:STEPS with STAGE one of "
-                                 f"{', '.join(LOSSES)} and STEPS a positive whole number")
+                                 f"{', '.join(LOSSES)} and STEPS a whole number (0: only --init / export)")
         out.append((name, start, start + int(n)))
         start += int(n)
     return out
