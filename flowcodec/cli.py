@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--size", type=int, default=128, help="crop size in luma pixels")
     t.add_argument("--frames", type=int, default=3, help="frames per clip (1 reference + P-frames)")
     t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--aux", type=float, default=1.0,
+                   help="starting weight of the joint loss's prediction term (decays over the first 30%% of "
+                        "the joint stage); 0 to fine-tune trained weights")
     t.add_argument("--threads", type=int, default=1, help="CPU threads of the training process")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model and batches live (auto: cuda when a GPU is present)")

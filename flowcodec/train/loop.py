@@ -109,17 +109,22 @@ def prior_loss(model, frames, q):
     return bpp.mean(), {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
 
 
-def _joint(model, inputs, q, progress):
-    """The joint loss with its auxiliary prediction term, which decays over the first 30% of the stage."""
-    return joint_loss(model, inputs[0], q, max(0.0, 1.0 - progress / 0.3) + 0.05)
+AUX_FLOOR = 0.05  # weight of the prediction term in the joint loss once its warm-up has decayed
 
 
-# stage name -> loss(model, inputs, q, progress through the stage in [0, 1)); inputs come from _inputs
+def aux_weight(start: float, progress: float) -> float:
+    """Weight of the joint loss's prediction term: ``start`` decaying linearly to 0 over the first 30%
+    of the joint stage (``progress`` in [0, 1)), plus ``AUX_FLOOR``. It helps compensation learn first
+    when training from scratch; fine-tuning trained weights starts at 0 (``--aux 0``)."""
+    return start * max(0.0, 1.0 - progress / 0.3) + AUX_FLOOR
+
+
+# stage name -> loss(model, inputs, q, aux weight); inputs come from _inputs
 LOSSES = {
-    "flow": lambda model, inputs, q, progress: flow_loss(model, inputs[0][:, :2], *inputs[1:]),
-    "joint": _joint,
-    "intra": lambda model, inputs, q, progress: intra_loss(model, inputs[0], q),
-    "prior": lambda model, inputs, q, progress: prior_loss(model, inputs[0], q),
+    "flow": lambda model, inputs, q, aux: flow_loss(model, inputs[0][:, :2], *inputs[1:]),
+    "joint": lambda model, inputs, q, aux: joint_loss(model, inputs[0], q, aux),
+    "intra": lambda model, inputs, q, aux: intra_loss(model, inputs[0], q),
+    "prior": lambda model, inputs, q, aux: prior_loss(model, inputs[0], q),
 }
 
 
@@ -238,7 +243,7 @@ def train(args):
             p.requires_grad_(name != "prior")
         q = torch.randint(0, len(LAMBDAS), (args.batch,)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss, stats = LOSSES[name](model, inputs, q, (step - first) / (last - first))
+            loss, stats = LOSSES[name](model, inputs, q, aux_weight(args.aux, (step - first) / (last - first)))
         opt.zero_grad()
         loss.backward()
         if world > 1:
@@ -269,7 +274,7 @@ def train(args):
         save(model, args.export, {"steps": step, "stages": args.stages, "init": args.init,
                                   "init_intra": args.init_intra, "data": args.data, "size": args.size,
                                   "frames": args.frames, "batch": args.batch * world, "lr": args.lr,
-                                  "device": _device_name(device), "amp": args.amp})
+                                  "aux": args.aux, "device": _device_name(device), "amp": args.amp})
     if world > 1:
         dist.destroy_process_group()
     return model
