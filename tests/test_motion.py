@@ -126,10 +126,12 @@ def test_gradients_reach_every_parameter(name):
     torch.manual_seed(0)
     codec = InterCodec(name, QUALITIES).train()
     cur, ref = _pair()
-    coder = Train()
-    x_hat, pred, field, _ = codec(cur, DecodedPictures.intra(ref), torch.tensor([1]), coder)
-    assert set(coder.bits) == set(TAGS)
-    loss = coder.total().mean() / (64 * 64) + 100 * ((x_hat - cur) ** 2).mean() + ((pred - cur) ** 2).mean()
+    state, loss = DecodedPictures.intra(ref), 0
+    for t in range(3):  # three P-frames: modules that predict motion from the state use it by the third
+        coder = Train()
+        x_hat, pred, field, state = codec(cur, state, torch.tensor([1]), coder)
+        assert set(coder.bits) == set(TAGS)
+        loss = loss + coder.total().mean() / (64 * 64) + 100 * ((x_hat - cur) ** 2).mean() + ((pred - cur) ** 2).mean()
     loss.backward()
     missing = [n for n, p in codec.named_parameters() if p.grad is None]
     assert not missing, missing
@@ -214,14 +216,22 @@ def test_training_state_equals_the_coders_state(name):
     codec = InterCodec(name, QUALITIES).eval()
     cur, ref = _pair(seed=12)
     state = DecodedPictures.intra(ref)
-    with torch.no_grad():
-        enc = Encode(TAGS)
-        after_enc = codec(cur, state, 3, enc)[3]
-        after_dec = codec(None, state, 3, Decode(TAGS, enc.payloads()))[3]
-        after_train = codec(cur, state, 3, Train(noise=False))[3]
-    for other in (after_dec, after_train):
-        assert len(other.frames) == 2 and all(torch.equal(a, b) for a, b in zip(after_enc.frames, other.frames))
-        assert torch.equal(after_enc.motion[0], other.motion[0]) and other.motion[1] is None
+    for _ in range(2):  # a history of decoded motion, so every predictor of the module is usable
+        state = state.push(ref, torch.randn(1, codec.motion.channels, 64, 64))
+    fields = []
+    for k in range(codec.motion.usable(state)):
+        with torch.no_grad():
+            enc = Encode(TAGS)
+            after_enc = codec(cur, state, 3, enc, predictor=k)[3]
+            fields.append(after_enc.motion[0])
+            after_dec = codec(None, state, 3, Decode(TAGS, enc.payloads()))[3]  # reads k from the stream
+            after_train = codec(cur, state, 3, Train(noise=False), predictor=k)[3]
+        for other in (after_dec, after_train):
+            assert len(other.frames) == DEPTH
+            assert all(torch.equal(a, b) for a, b in zip(after_enc.frames, other.frames))
+            assert all(torch.equal(a, b) for a, b in zip(after_enc.motion, other.motion))
+    assert codec.motion.usable(state) == codec.motion.predictors
+    assert all(not torch.equal(fields[0], f) for f in fields[1:])  # each predictor changes the field
 
 
 @pytest.mark.parametrize("name", available())
@@ -248,3 +258,78 @@ def test_decoder_never_estimates_and_resets_at_intra_frames(name, tmp_path, monk
         assert all(np.array_equal(a, b) for a, b in zip(frame, recon))
         depths.append(len(dec.state.frames))
     assert depths == [1, 2, 3, 1, 2, 3, 1]
+
+
+# --- approaches 4 (temporal) and 6 (higher order): what they predict from decoded motion ---------
+
+def _photo(seed=0, size=400):
+    """A smooth random YUV 4:4:4 'photograph' for rendered camera motion."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, size // 8, size // 8, generator=g), size=(size, size),
+                                        mode="bicubic", align_corners=False)
+    return (x[0].clamp(0, 1) * 255).to(torch.uint8).numpy()
+
+
+def _camera(steps, frames=4, size=128):
+    """Rendered camera clip whose pose advances by steps(t) = (dx, dy, zoom factor, angle) at frame t."""
+    from flowcodec.train.data import camera_clip
+    pose, poses = np.array([0.0, 0.0, 1.0, 0.0]), []
+    for t in range(frames):
+        poses.append(pose.copy())
+        dx, dy, zoom, angle = steps(t)
+        pose = np.array([pose[0] + dx, pose[1] + dy, pose[2] * zoom, pose[3] + angle])
+    return camera_clip(_photo(), poses, size, origin=(130, 130))
+
+
+def _history(flows, upto):
+    """The decoder state before frame ``upto`` as far as motion goes: the ground-truth motion of the
+    frames before it, newest first (a state holds DEPTH frames)."""
+    frames = tuple(torch.zeros(1, 6, 64, 64) for _ in range(DEPTH))
+    motion = tuple(flows[t - 1][None] for t in range(upto - 1, max(0, upto - DEPTH), -1))
+    return DecodedPictures(frames, motion + (None,) * (DEPTH - len(motion)))
+
+
+def _epe(a, b, border=16):
+    return torch.linalg.vector_norm(a - b, dim=1)[..., border:-border, border:-border].mean().item()
+
+
+def test_forward_backward_consistency_marks_the_disoccluded_area():
+    """A 16x16 square moves 6 pixels right over a still background: the background it uncovers (6
+    columns behind it) has no consistent motion; everything else has."""
+    from flowcodec.motion.warp import occluded
+    back, fwd = torch.zeros(1, 2, 64, 64), torch.zeros(1, 2, 64, 64)
+    back[:, 0, 20:36, 26:42] = -6.0  # current -> reference, on the square's current pixels
+    fwd[:, 0, 20:36, 20:36] = 6.0  # reference -> current, on its previous pixels
+    want = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    want[:, :, 20:36, 20:26] = True
+    assert torch.equal(occluded(back, fwd), want)
+
+
+def test_higher_order_prediction_follows_acceleration():
+    """Constant acceleration (pan speeding up by 1.5 px/frame, slight zoom and rotation): the quadratic
+    predictor's end-point error is a fraction of the linear one's; at constant velocity both are small."""
+    from flowcodec.motion.higher_order import HigherOrderFlow
+    m = HigherOrderFlow()
+    _, flows = _camera(lambda t: (1.0 + 1.5 * t, -0.5 - 0.75 * t, 1.004, 0.003))
+    state = _history(flows, 3)
+    assert m.usable(state) == 3 and m.usable(_history(flows, 2)) == 2 and m.usable(_history(flows, 1)) == 1
+    linear, quadratic = (_epe(m.predict(state, k), flows[2][None]) for k in (1, 2))
+    speed = torch.linalg.vector_norm(flows[2], dim=0).mean().item()
+    assert quadratic < 0.25 * linear and quadratic < 0.05 * speed, (linear, quadratic, speed)
+    _, steady = _camera(lambda t: (3.0, -1.5, 1.004, 0.003))
+    state = _history(steady, 3)
+    assert max(_epe(m.predict(state, k), steady[2][None]) for k in (1, 2)) < 0.1
+
+
+def test_temporal_prediction_of_constant_velocity():
+    """The temporal module's prediction (constant velocity carried along the flow, plus its correction,
+    small at initialisation) leaves almost nothing to code on a constant-velocity pan/zoom/rotation."""
+    from flowcodec.motion.temporal import TemporalFlow
+    torch.manual_seed(0)
+    m = TemporalFlow().eval()
+    _, flows = _camera(lambda t: (3.0, -1.5, 1.004, 0.003))
+    state = _history(flows, 2)
+    assert m.usable(state) == 2 and m.predict(state, 0) is None
+    with torch.no_grad():
+        err = _epe(m.predict(state, 1), flows[1][None])
+    assert err < 0.1 and err < 0.05 * torch.linalg.vector_norm(flows[1], dim=0).mean().item()

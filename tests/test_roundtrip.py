@@ -357,3 +357,28 @@ def test_block_modes_round_trip():
     coded = inter.pixels(modes == inter.CODED).expand_as(ref)
     assert not torch.equal(x_hat[coded], pred[coded])
     assert sizes[1] < sizes[0]
+
+
+@pytest.mark.parametrize("motion", ["temporal", "higher_order"])
+def test_motion_with_decoder_state_round_trips(tmp_path, motion):
+    """Modules that predict motion from the decoder state: 20 frames with an intra frame every 8 (the
+    state restarts twice), decoded in another process and through a pipe, equal the encoder's recon.
+    Each P-frame signals its motion predictor; after an intra frame only 'none' is possible."""
+    from conftest import make_weights
+    weights = make_weights(tmp_path / f"{motion}.safetensors", seed=3, motion=motion)
+    src = make_y4m(tmp_path / "c.y4m", 64, 48, 20, seed=7)
+    fcb, rec, dec = (str(tmp_path / n) for n in ("c.fcb", "r.y4m", "d.y4m"))
+    _encode(src, fcb, weights, "--motion", motion, "--intra-period", "8", recon=rec)
+    common = ["--weights", weights, "--threads", "1", "-q"]
+    p = run_cli("decode", fcb, "-o", dec, *common)
+    assert p.returncode == 0, p.stderr.decode()
+    assert _bytes(dec) == _bytes(rec)
+    with open(fcb, "rb") as f:
+        types = [t for t, _ in Reader(f)]
+    assert [i for i, t in enumerate(types) if t != FrameType.INTER] == [0, 8, 16]
+    piped = subprocess.run(
+        f"{sys.executable} -m flowcodec.cli encode {src} -o - --motion {motion} --intra-period 8 "
+        f"{' '.join(common)} | {sys.executable} -m flowcodec.cli decode - -o - {' '.join(common)}",
+        shell=True, capture_output=True, timeout=4 * TIMEOUT_S)
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout == _bytes(rec)

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import clip_frames, cli_inproc, make_y4m
+from flowcodec.motion import available
 from flowcodec.train import data as train_data
 
 STEPS = 4
@@ -253,7 +254,7 @@ def test_workers_train_and_resume_exactly(data_root, uninterrupted, tmp_path):
     assert strip(_log(run)) == strip(_log(run_a))
 
 
-@pytest.mark.parametrize("motion", ["pyramid", "scale_space"])
+@pytest.mark.parametrize("motion", available())
 def test_training_step_creates_no_tensor_on_a_fixed_device(motion):
     """Every stage's loss and gradient with the model and batch on one device while the default device
     is another (meta): a tensor made without ``device=`` lands on meta and mixing it with the model's

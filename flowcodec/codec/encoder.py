@@ -4,6 +4,9 @@ and analysis transforms) on top of the decoder.
 Low-delay P: frame 0, intra_period, 2·intra_period, … are intra frames; every other frame is a P-frame
 predicted from the previous decoded frame.
 
+Motion predictors: where the motion module can predict the field from the decoder state in several
+ways (``MotionModel.usable``), the frame is coded whole with each and the cheapest in R + λ·D is kept.
+
 Block modes (x264's P-skip decision, per 64×64 block): each P-frame is first coded whole, measuring
 every block's distortion and the bits of its motion and residual latents; each block then takes the
 mode of lowest cost — CODED (λ·D + motion bits + residual bits), PREDICT (λ·D of the prediction +
@@ -81,21 +84,27 @@ class SequenceEncoder(SequenceDecoder):
         self.valid = ((2 * rows < height) & (2 * cols < width)).float()  # packed pixels inside the frame
 
     def _inter(self, x):
-        """Code a P-frame whole, choose the block modes from that, and code it again unless all are
-        CODED. Returns (payload, state after the frame)."""
+        """Code a P-frame whole with each motion predictor the state supports and keep the cheapest;
+        choose the block modes from that pass, and code it again unless all are CODED. Returns
+        (payload, state after the frame)."""
         lam = LAMBDAS[self.level]
-        coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
-        estimate = self.model.inter.motion.estimate(x, self.state)  # once for both passes
-        x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate)
+        estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
-        cost = torch.empty(3, *coder.bits["motion"].shape)
-        cost[CODED] = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
+        trials = []
+        for k in range(self.model.inter.motion.usable(self.state)):
+            coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
+            x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate, k)
+            coded = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
+            trials.append((coded.sum().item(), k, coder, coded, pred, state))
+        _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
+        cost = torch.empty(3, *coded.shape)
+        cost[CODED] = coded
         cost[COPY] = sse(self.state.ref)
         cost[PREDICT] = sse(quantize_frame(pred)) + coder.bits["motion"]
         modes = cost.argmin(0)
         if modes.any():
             coder = Encode(inter.TAGS, modes[None, None])
-            state = self.model.inter(x, self.state, self.level, coder, estimate)[3]
+            state = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
         return payload_pack(*coder.payloads()), state
 
     def _intra(self, frame):

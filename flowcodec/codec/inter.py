@@ -53,10 +53,12 @@ class InterCodec(nn.Module):
         self.refine = Refine(fc)
         self.res = HyperCodec(6, 6, n=64, m=96, nz=32, levels=levels)
 
-    def forward(self, cur, state: DecodedPictures, q, coder, estimate=None):
+    def forward(self, cur, state: DecodedPictures, q, coder, estimate=None, predictor=None):
         """One P-frame through the channel. ``cur`` is None when decoding; ``state`` is the decoder state
         (read, never changed); ``estimate`` is the encoder's motion estimate for (cur, state) when it
-        already has it (computed here otherwise).
+        already has it (computed here otherwise); ``predictor`` is the motion predictor to use when the
+        module has several usable on this state (the encoder's or training's choice, coded per frame;
+        default: the last usable one).
 
         Block modes (a map from the coder, one per 64×64 luma block; never in training): CODED blocks use
         motion and residual; COPY blocks copy the reference and code no latents; PREDICT blocks take the
@@ -70,11 +72,17 @@ class InterCodec(nn.Module):
         copy = no_residual = None
         if modes is not None:
             copy, no_residual = modes == COPY, modes != CODED
+        usable = self.motion.usable(state)
+        k = coder.choice(usable - 1 if predictor is None else predictor, usable) if usable > 1 else 0
+        with one_thread():
+            guess = self.motion.predict(state, k)  # the motion coder codes what the state cannot predict
         field_in = None
         if cur is not None:
             estimate = self.motion.estimate(cur, state) if estimate is None else estimate
-            field_in = F.pixel_unshuffle(estimate / FIELD_SCALE, 2)
+            field_in = F.pixel_unshuffle((estimate if guess is None else estimate - guess) / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
+        if guess is not None:
+            field = field + guess
         with one_thread():
             pred = self.refine(self.motion.compensate(state, field), ref, field)
         residual = None if cur is None else cur - pred

@@ -10,6 +10,9 @@ only this object changes:
 Each latent group (``tag``: e.g. "motion", "residual") has its own stream so bits can be accounted per
 group. Within a stream, the hyper-latent z is coded first, then y given z.
 
+Per-frame choices (``choice``): a small integer, e.g. which motion predictor a P-frame uses, coded
+uniformly in the first stream after the mode map.
+
 Block modes: a P-frame carries a mode map (one mode per hyper-latent position, i.e. per 64×64 luma
 block: coded, copy or prediction only), coded at the start of its first stream. Latents of blocks that
 do not use them are not coded: their z is 0 and their y its mean μ, on both sides (``keep`` masks in
@@ -72,6 +75,11 @@ class Train:
     def modes(self, shape):
         return None
 
+    def choice(self, value: int, n: int) -> int:
+        """A per-frame decision among ``n`` options (e.g. the motion predictor): training takes the value
+        given, at no rate (a few bits per frame)."""
+        return value
+
     def factorized(self, prior, z, tag, shape=None, keep=None):
         z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.noise else torch.round(z)
         self._add(tag, prior.likelihood(z_hat))
@@ -107,6 +115,12 @@ class Encode:
         first.encode(counts.astype(np.int32), constriction.stream.model.Uniform(len(m) + 1))
         first.encode(m, _CATEGORICAL, _mode_table([len(m) - counts.sum(), *counts], len(m)))
         return self.mode_map
+
+    def choice(self, value: int, n: int) -> int:
+        """Code a per-frame decision ``value`` in 0..n-1 (uniform) in the first stream; return it."""
+        assert 0 <= value < n, (value, n)
+        next(iter(self.streams.values())).encode(np.array([value], np.int32), constriction.stream.model.Uniform(n))
+        return value
 
     def factorized(self, prior, z, tag, shape=None, keep=None):
         sym = torch.round(z).clamp(-Z_RANGE, Z_RANGE)
@@ -152,6 +166,10 @@ class Decode:
         if not np.array_equal(np.bincount(m, minlength=MODES)[1:], counts):
             raise BitstreamError("block modes do not match their counts (damaged payload)")
         return torch.from_numpy(m.astype(np.int64).reshape(shape))
+
+    def choice(self, value, n: int) -> int:
+        """Decode a per-frame decision in 0..n-1 (``value``, the encoder's, is not known here)."""
+        return int(next(iter(self.streams.values())).decode(constriction.stream.model.Uniform(n), 1)[0])
 
     def factorized(self, prior, z, tag, shape, keep=None):
         channel = np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape)

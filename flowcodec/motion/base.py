@@ -17,7 +17,14 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
 * ``estimate(cur, state)``: the field to code, from the current frame and the state (encoder only:
   the decoder has no current frame and never calls it);
 * ``compensate(state, field)``: the prediction of the current frame from the state and the decoded
-  field (decoder side, shared with the encoder); zero motion must return the newest reference.
+  field (decoder side, shared with the encoder); zero motion must return the newest reference;
+* how its motion is coded, conditioned on the state: ``predictors`` motion predictors, of which
+  ``usable(state)`` (at least 1) can run on a given state; ``predict(state, k)`` is predictor k's
+  prediction of the field from the state (decoder side; predictor 0 is "none", None). The codec codes
+  the difference between the estimated field and the prediction, and the chosen k per frame (when
+  more than one is usable; the encoder picks the k of lowest R + λ·D);
+* ``penalty(cur, state, field)``: a training-only regulariser of the decoded field per sample (e.g.
+  smoothness), added to the joint loss; 0 by default.
 
 ``create`` checks the declaration when a module is built, so a module that breaks the contract fails
 at once with a clear message, not inside a coding run (as torchvision's RAFT checks its parts).
@@ -75,12 +82,25 @@ class MotionModel(nn.Module):
 
     channels = 2
     references = 1
+    predictors = 1
 
     def estimate(self, cur: torch.Tensor, state: DecodedPictures) -> torch.Tensor:
         raise NotImplementedError
 
     def compensate(self, state: DecodedPictures, field: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def usable(self, state: DecodedPictures) -> int:
+        """How many of the predictors (0 … n-1) this state supports; 1 means only "none"."""
+        return 1
+
+    def predict(self, state: DecodedPictures, k: int) -> torch.Tensor | None:
+        """Predictor k's prediction of the field; None (no prediction) for k = 0."""
+        return None
+
+    def penalty(self, cur: torch.Tensor, state: DecodedPictures, field: torch.Tensor):
+        """Training-only regulariser of the decoded ``field`` per sample (B,); none by default."""
+        return 0.0
 
 
 def register(name: str):
@@ -104,7 +124,9 @@ def check(module: MotionModel) -> MotionModel:
         raise TypeError(f"{name}.channels must be an int >= 2 (flow x, y first), not {module.channels!r}")
     if not (isinstance(module.references, int) and 1 <= module.references <= DEPTH):
         raise TypeError(f"{name}.references must be 1..{DEPTH}, not {module.references!r}")
-    for method in ("estimate", "compensate"):
+    if not (isinstance(module.predictors, int) and module.predictors >= 1):
+        raise TypeError(f"{name}.predictors must be an int >= 1, not {module.predictors!r}")
+    for method in ("estimate", "compensate") + (("usable", "predict") if module.predictors > 1 else ()):
         if getattr(type(module), method) is getattr(MotionModel, method):
             raise TypeError(f"{name} does not implement {method}()")
     return module

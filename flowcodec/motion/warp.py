@@ -30,3 +30,13 @@ def warp_frame(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Warp a packed 4:2:0 frame: luma with the full-resolution flow, chroma with the half-res flow."""
     y, uv = unpack(ref)
     return pack(warp(y, flow), warp(uv, downsample_flow(flow)))
+
+
+def occluded(backward: torch.Tensor, forward: torch.Tensor, alpha: float = 0.01, beta: float = 0.5):
+    """Pixels of the current frame whose motion fails the forward-backward consistency check (Sundaram
+    et al., ECCV 2010): following ``backward`` (current → reference) and then ``forward`` (reference →
+    current) should come back to the start; where |b + f(p + b)|² > alpha (|b|² + |f|²) + beta, the
+    pixel is occluded or disoccluded (or the flow is wrong). Returns a (B,1,H,W) bool mask."""
+    f = warp(forward, backward)
+    gap = (backward + f).square().sum(1, keepdim=True)
+    return gap > alpha * (backward.square().sum(1, keepdim=True) + f.square().sum(1, keepdim=True)) + beta

@@ -67,18 +67,30 @@ def flow_loss(model, frames, flows, has_flow):
                   "warp_mse": photo.mean().item()}
 
 
+def _pick_predictor(usable: int) -> int:
+    """The motion predictor a training P-frame uses: the most informative usable one half of the time,
+    any usable one otherwise, so that every predictor the encoder may choose is trained."""
+    if usable == 1 or torch.rand((), device="cpu") < 0.5:
+        return usable - 1
+    return int(torch.randint(usable, (), device="cpu"))
+
+
 def joint_loss(model, frames, q, aux):
     lam = _lambdas(q)
     state = DecodedPictures.intra(frames[:, 0])  # an intra frame decodes close to its source
     pixels = frames.shape[-1] * frames.shape[-2] * 4
     total, stats = 0.0, {"bpp": 0.0, "psnr": 0.0, "mv_bpp": 0.0}
     steps = frames.shape[1] - 1
+    motion = model.inter.motion
     for t in range(1, frames.shape[1]):
         coder = Train()
-        x_hat, pred, _, state = model.inter(frames[:, t], state, q, coder)
+        x_hat, pred, field, after = model.inter(frames[:, t], state, q, coder,
+                                                predictor=_pick_predictor(motion.usable(state)))
         bpp = coder.total() / pixels
         d = distortion(x_hat, frames[:, t])
-        total = total + (bpp + lam * d + aux * lam * distortion(pred, frames[:, t])).mean()
+        extra = aux * lam * distortion(pred, frames[:, t]) + motion.penalty(frames[:, t], state, field)
+        total = total + (bpp + lam * d + extra).mean()
+        state = after
         stats["bpp"] += bpp.mean().item() / steps
         stats["mv_bpp"] += (coder.bits["motion"] / pixels).mean().item() / steps
         stats["psnr"] += (-10 * torch.log10(d.detach())).mean().item() / steps

@@ -1,0 +1,70 @@
+"""Approach 4: spatio-temporally consistent flow (M-LVC, Lin et al., CVPR 2020; RLVC, Yang et al., 2021).
+
+Motion in natural video is smooth in time, so the previous frame's decoded motion predicts the current
+one: carried along itself onto the current grid (constant velocity) and corrected by a small network
+that also sees the reference, as M-LVC's motion prediction network does. Only the difference between
+the estimated flow and this prediction is coded (``predict``; the codec codes the rest). Each P-frame
+signals which predictor it uses — none (0) or the temporal one (1) — chosen by the encoder in R + λ·D,
+so a cut or a sudden change costs no more than without prediction.
+
+Training adds (``penalty``) a spatial smoothness term on the decoded flow and a temporal consistency
+term between the decoded flow and the prediction, both only where forward-backward consistency holds:
+occluded and disoccluded pixels have no consistent motion, and compensation (refinement, residual) must
+handle them instead. Estimation and compensation are those of the pyramid (approach 2), whose weights
+this module starts from.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..frames import unpack
+from ..layers import conv
+from .base import DecodedPictures, register
+from .pyramid import PyramidFlow
+from .warp import occluded, warp
+
+SMOOTH = 0.01  # weight of the spatial smoothness term (per luma pixel of flow gradient)
+CONSISTENT = 0.01  # weight of the temporal consistency term (per luma pixel of flow difference)
+STEP = 4  # the correction network runs at 1/STEP of the luma resolution
+UNIT = 4.0  # flows enter the network divided by this (pixels, not frame sizes)
+
+
+def _visible_mean(x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Per sample, the mean of x (B,C,H,W) over the visible pixels (B,1,H,W)."""
+    return (x * visible).sum((1, 2, 3)) / (visible.sum((1, 2, 3)) * x.shape[1]).clamp_min(1)
+
+
+@register("temporal")
+class TemporalFlow(PyramidFlow):
+    predictors = 2
+
+    def __init__(self):
+        super().__init__()
+        self.correct = nn.Sequential(conv(3, 32), nn.LeakyReLU(0.1), conv(32, 32), nn.LeakyReLU(0.1),
+                                     conv(32, 2))
+        nn.init.normal_(self.correct[-1].weight, std=1e-3)  # starts near the constant-velocity guess
+        nn.init.zeros_(self.correct[-1].bias)
+
+    def usable(self, state: DecodedPictures) -> int:
+        return 2 if state.motion and state.motion[0] is not None else 1
+
+    def predict(self, state: DecodedPictures, k: int):
+        if k == 0:
+            return None
+        prev = state.motion[0][:, :2]
+        guess = warp(prev, prev)  # carried along itself onto the current grid: constant velocity
+        small = F.avg_pool2d(torch.cat((guess / UNIT, unpack(state.ref)[0]), 1), STEP)
+        return guess + F.interpolate(self.correct(small), scale_factor=STEP, mode="bilinear",
+                                     align_corners=False) * UNIT
+
+    def penalty(self, cur, state, field):
+        flow = field[:, :2]
+        with torch.no_grad():
+            forward = self.estimate(state.ref, DecodedPictures.intra(cur))  # reference → current
+            visible = (~occluded(flow, forward)).float()
+        both = visible[..., 1:, 1:]
+        grad = ((flow[..., 1:, 1:] - flow[..., 1:, :-1]).abs() + (flow[..., 1:, 1:] - flow[..., :-1, 1:]).abs())
+        cost = SMOOTH * _visible_mean(grad, both)
+        if self.usable(state) > 1:
+            cost = cost + CONSISTENT * _visible_mean((flow - self.predict(state, 1)).abs(), visible)
+        return cost
