@@ -278,7 +278,7 @@ def _camera(steps, frames=4, size=128):
         poses.append(pose.copy())
         dx, dy, zoom, angle = steps(t)
         pose = np.array([pose[0] + dx, pose[1] + dy, pose[2] * zoom, pose[3] + angle])
-    return camera_clip(_photo(), poses, size, origin=(130, 130))
+    return camera_clip(_photo(), poses, size, size, origin=(130, 130))
 
 
 def _history(flows, upto):

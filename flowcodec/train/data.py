@@ -180,23 +180,24 @@ def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
     return torch.cat(out), torch.from_numpy(np.stack(flows)).float(), torch.from_numpy(np.stack(occluded))
 
 
-def camera_clip(photo: np.ndarray, poses, size: int, origin=(0, 0)):
+def camera_clip(photo: np.ndarray, poses, width: int, height: int, origin=(0, 0)):
     """A clip of a still scene seen by a moving camera, with exactly known motion: frame t shows the
-    ``size`` x ``size`` window at ``origin`` of ``photo`` (YUV 4:4:4 uint8) under camera pose
+    ``width`` x ``height`` window at ``origin`` of ``photo`` (YUV 4:4:4 uint8) under camera pose
     ``poses[t]`` = (dx, dy, zoom, angle) about the window centre. Poses with constant steps give
     constant-velocity motion, steps that grow linearly constant acceleration.
 
-    Returns packed frames (T,6,size/2,size/2) in [0,1] and backward flows (T-1,2,size,size): flow[t-1]
-    maps each pixel of frame t to its position in frame t-1, in luma pixels."""
+    Returns packed frames (T,6,height/2,width/2) in [0,1] and backward flows (T-1,2,height,width):
+    flow[t-1] maps each pixel of frame t to its position in frame t-1, in luma pixels."""
     src = torch.from_numpy(photo.astype(np.float32) / 255)[None]
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-    here, c = np.stack((xs, ys), -1), size / 2
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    here, cx, cy = np.stack((xs, ys), -1), width / 2, height / 2
     frames, flows = [], []
     for t, pose in enumerate(poses):
-        img = _sample(src, _grid(pose, size, size, c, c) + origin)
+        coords = _grid(pose, height, width, cx, cy)
+        img = _sample(src, coords + origin)
         frames.append(pack(img[:, :1], F.avg_pool2d(img[:, 1:], 2)))
         if t:
-            prev = _invert(poses[t - 1], _grid(pose, size, size, c, c), c, c)
+            prev = _invert(poses[t - 1], coords, cx, cy)
             flows.append((prev - here).transpose(2, 0, 1))
     return torch.cat(frames), torch.from_numpy(np.stack(flows)).float()
 
