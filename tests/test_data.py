@@ -19,6 +19,7 @@ def _photo(seed, h=300, w=300):
 
 
 def test_ground_truth_flow_predicts_visible_pixels():
+    checked = {"moving": 0, "occluded": 0}
     for seed in range(3):
         rng = np.random.default_rng(seed)
         frames, flows, occluded = render_clip(_photo(seed), _photo(seed + 10), 3, 96, rng)
@@ -30,9 +31,12 @@ def test_ground_truth_flow_predicts_visible_pixels():
             moving = visible & (flows[t - 1].norm(dim=0) > 0.5)
             if moving.any():  # noise (≤ 0.01) and a lighting drift remain; the flow explains the motion
                 assert err[moving].mean() < 0.5 * (prev - cur).abs()[0, 0][moving].mean()
+                checked["moving"] += 1
             assert err[visible].mean() < 0.03
             if occluded[t - 1].any():
                 assert err[occluded[t - 1]].mean() > err[visible].mean()
+                checked["occluded"] += 1
+    assert checked["moving"] >= 3 and checked["occluded"] >= 3, checked  # the conditions above did run
 
 
 def test_rendering_is_deterministic_given_the_rng():

@@ -104,7 +104,7 @@ def test_train_runs_all_stages(uninterrupted, weights):
     torch.manual_seed(1234)
     from flowcodec.codec.model import VideoModel
     init = VideoModel("pyramid").state_dict()
-    assert any(not torch.equal(init[k], exported[k]) for k in init)
+    assert any(not torch.equal(init[k].to(exported[k].dtype), exported[k]) for k in init)  # not float16 rounding
 
 
 def test_exported_weights_code_video(uninterrupted, tmp_path):
