@@ -9,9 +9,10 @@ import sys
 import time
 
 from .codec.bitstream import INTRA_MODES
-from .errors import FlowcodecError
+from .errors import BitstreamError, FlowcodecError
 
 QUALITIES = 6
+MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless --max-pixels says otherwise
 
 
 def _threads(value: str) -> int:
@@ -19,6 +20,16 @@ def _threads(value: str) -> int:
     if not 1 <= n <= 256:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 256, not {value!r}")
     return n
+
+
+def _pixels(value: str) -> int:
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value!r}")
+    return int(value)
+
+
+MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (default {MAX_PIXELS}, 8K UHD): "
+                   "memory grows with the frame size a stream declares")
 
 
 THREADS_HELP = ("CPU threads for the encoder's analysis (motion estimation, analysis transforms); what the "
@@ -96,6 +107,10 @@ def _reader(a, f):
     from .codec.bitstream import Reader
     from .motion import available
     reader = Reader(f)
+    w, h = reader.header.width, reader.header.height
+    if w * h > a.max_pixels:
+        raise FlowcodecError(f"frame size {w}x{h} ({w * h} pixels) is over this decoder's limit of "
+                             f"{a.max_pixels} pixels (--max-pixels)")
     motion = reader.header.model_id.rsplit("-v", 1)[0]
     if motion not in available():
         raise FlowcodecError(f"bitstream was made by model '{reader.header.model_id}', "
@@ -122,7 +137,10 @@ def _decode(a):
             y4m = Y4MWriter(out, VideoInfo(h.width, h.height, h.fps_num, h.fps_den))
             for ftype, payload in tqdm(reader, desc="decode", unit="frame", disable=a.quiet or None,
                                        leave=False):
-                y4m.write(dec.decode(ftype, payload))
+                try:
+                    y4m.write(dec.decode(ftype, payload))
+                except BitstreamError as e:
+                    raise BitstreamError(f"frame {n}: {e}") from None
                 n += 1
             y4m.close()
     secs = time.time() - t0
@@ -244,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, help="y4m file (- = stdout)")
     d.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
     d.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    d.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=_decode)
 
@@ -277,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--source", help="the source video, for prediction errors and PSNR")
     y.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
     y.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    y.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     y.set_defaults(func=_analyze)
 
     t = sub.add_parser("train", help="train the P-frame codec (resumable; torchrun for several processes)")
