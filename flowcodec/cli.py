@@ -4,6 +4,7 @@ Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr
 """
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -72,9 +73,13 @@ def _encode(a):
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
             (atomic_output(a.recon) if a.recon else contextlib.nullcontext()) as rec_file:
+        first = next(src, None)
+        if first is None:  # before the header is written: stdout gets nothing, a file is not created
+            raise FlowcodecError(f"nothing to encode: no frames in '{a.input}'")
         writer = Writer(out, header)
         rec = Y4MWriter(rec_file, recon_info) if a.recon else None
-        for frame in tqdm(src, desc="encode", unit="frame", disable=a.quiet or None, leave=False):
+        for frame in tqdm(itertools.chain([first], src), desc="encode", unit="frame", disable=a.quiet or None,
+                          leave=False):
             frame = to_8bit(frame, info.bitdepth)
             ftype, payload, recon = enc.encode(frame)
             writer.write_frame(ftype, payload)
@@ -87,9 +92,9 @@ def _encode(a):
         size = writer.bytes_written
     n = len(psnrs)
     secs = time.time() - t0
-    bpp = 8 * size / (info.width * info.height * max(n, 1))
+    bpp = 8 * size / (info.width * info.height * n)
     print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
-          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs) if n else float('nan'):.3f} dB, "
+          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
 
 

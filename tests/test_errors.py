@@ -334,6 +334,26 @@ def test_raw_yuv_errors(tmp_path, weights):
     no_leftovers(tmp_path, "out.fcb")
 
 
+@pytest.mark.parametrize("case", ["header-only y4m", "empty yuv", "--frames 0"])
+def test_no_frames_to_encode(tmp_path, weights, good, case):
+    """An input without frames is an error, not a 0-frame stream with "PSNR-YUV nan dB"."""
+    src, extra = good["src"], []
+    if case == "header-only y4m":
+        src = tmp_path / "in.y4m"
+        src.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n")
+    elif case == "empty yuv":
+        src = tmp_path / "in.yuv"
+        src.write_bytes(b"")
+        extra = ["--size", "32x32"]
+    else:
+        extra = ["--frames", "0"]
+    rc, out, err = cli_inproc("encode", src, "-o", tmp_path / "out.fcb", "--recon", tmp_path / "rec.y4m",
+                              "--weights", weights, "--threads", "1", "-q", *extra)
+    assert_error(rc, err, "nothing to encode: no frames in", os.path.basename(src))
+    assert "nan" not in err + out
+    no_leftovers(tmp_path, "out.fcb", "rec.y4m")
+
+
 # --- bad options ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("opt,word", [(["--quality", "0"], "quality"), (["--quality", "7"], "quality"),
@@ -409,6 +429,11 @@ def test_subprocess_errors(tmp_path, weights, other_weights, good):
         assert_error(p.returncode, p.stderr, *words)
         assert p.stdout == b""
     no_leftovers(tmp_path, "out.y4m", "out.fcb")
+    # an input without frames writes nothing to stdout, not even a header
+    p = run_cli("encode", "-", "-o", "-", "--weights", weights, "--threads", "1",
+                input=b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n")
+    assert_error(p.returncode, p.stderr, "nothing to encode")
+    assert p.stdout == b""
     # the bitstream on stdin, weights of another seed
     p = run_cli("decode", "-", "-o", "-", "--weights", other_weights, "--threads", "1", input=data)
     assert_error(p.returncode, p.stderr, "different weights")
