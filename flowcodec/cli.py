@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import itertools
 import os
+import signal
 import sys
+import threading
 import time
 
 from .codec.bitstream import INTRA_MODES
@@ -331,10 +333,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is (a BaseException, so no handler of errors takes it)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly():
+    """Within the block SIGTERM unwinds like Ctrl-C, so atomic outputs remove their temporary files
+    instead of leaving them behind (signals can be caught only in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def stop(*_):
+        raise _Terminated
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with _sigterm_stops_cleanly():
+            args.func(args)
     except FlowcodecError as e:
         print(f"flowcodec: error: {e}", file=sys.stderr)
         return 1
@@ -348,6 +371,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("flowcodec: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("flowcodec: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 

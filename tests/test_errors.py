@@ -7,11 +7,14 @@ test); a representative subset also runs as a real subprocess (``run_cli``, time
 """
 import io
 import os
+import signal
+import subprocess
+import time
 from dataclasses import replace
 
 import pytest
 
-from conftest import cli_inproc, make_y4m, run_cli
+from conftest import CLI, TIMEOUT_S, cli_inproc, make_y4m, run_cli
 from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, Reader, Writer, payload_pack
 
 PREFIX = "flowcodec: error: "
@@ -438,3 +441,37 @@ def test_subprocess_errors(tmp_path, weights, other_weights, good):
     p = run_cli("decode", "-", "-o", "-", "--weights", other_weights, "--threads", "1", input=data)
     assert_error(p.returncode, p.stderr, "different weights")
     assert p.stdout == b""
+
+
+def _hidden(directory):
+    return [f for f in os.listdir(directory) if f.startswith(".")]
+
+
+def test_killed_runs_leave_no_temporary_file_to_the_next(tmp_path, weights):
+    """SIGKILL leaves the hidden temporary file (nothing can remove it then); the next run on the same
+    output removes it. SIGTERM stops a run cleanly: exit status 143, one line, no temporary file."""
+    src = make_y4m(tmp_path / "c.y4m", 192, 128, 40, seed=4)
+    args = [*CLI, "encode", src, "-o", str(tmp_path / "out.fcb"), "--weights", weights, "--threads", "1", "-q"]
+
+    def started():
+        """An encode that has opened its temporary output."""
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + TIMEOUT_S
+        while not [f for f in _hidden(tmp_path) if f".{proc.pid}." in f]:
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        return proc
+
+    proc = started()
+    proc.kill()
+    proc.wait()
+    stale = _hidden(tmp_path)
+    assert len(stale) == 1 and stale[0].startswith(f".out.fcb.{proc.pid}.") and stale[0].endswith(".tmp")
+    proc = started()
+    assert stale[0] not in _hidden(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 143, err
+    assert err.decode().strip() == "flowcodec: terminated"
+    assert _hidden(tmp_path) == [] and not (tmp_path / "out.fcb").exists()
+
