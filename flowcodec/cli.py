@@ -31,12 +31,10 @@ def _pixels(value: str) -> int:
     return int(value)
 
 
-MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (default {MAX_PIXELS}, 8K UHD): "
-                   "memory grows with the frame size a stream declares")
-
-
 THREADS_HELP = ("CPU threads for the encoder's analysis (motion estimation, analysis transforms); what the "
                 "decoder computes always runs on one thread, so a file decodes the same on any machine")
+MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (default {MAX_PIXELS}, 8K UHD): "
+                   "memory grows with the frame size a stream declares")
 
 
 def _model(motion: str, weights: str | None):
@@ -344,6 +342,7 @@ def _sigterm_stops_cleanly():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
     def stop(*_):
         raise _Terminated
     previous = signal.signal(signal.SIGTERM, stop)
