@@ -140,7 +140,9 @@ class Decode:
       synthesis runs;
     * every symbol read is coded again (``echo``); ``finish`` then requires the stream to be exactly
       those bytes. Range decoding itself accepts anything (constriction reads zeros past the end and
-      any extra word as lookahead), so this is what finds data missing, left over or changed.
+      any extra word as lookahead), so this is what finds data missing or left over, and most changed
+      data (a change that makes the stream the coding of other symbols is a valid stream: only the
+      record's CRC can tell).
 
     What constriction raises on data no symbol fits becomes a BitstreamError like every other failure.
     """
@@ -196,7 +198,7 @@ class Decode:
 
     def finish(self):
         """Every stream must be exactly the coding of the symbols read from it: nothing missing, nothing
-        left over, nothing changed that decoding could not tell."""
+        left over."""
         for tag, words in self.words.items():
             if not np.array_equal(self.echo[tag].get_compressed(), words):
                 raise BitstreamError(f"{tag} stream is not the coding of the symbols it holds "
