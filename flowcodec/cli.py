@@ -4,13 +4,17 @@ Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr
 """
 import argparse
 import contextlib
+import itertools
 import os
+import signal
 import sys
+import threading
 import time
 
 from .codec.options import INTRA_MODES, QUALITIES
-from .errors import FlowcodecError
+from .errors import BitstreamError, FlowcodecError
 
+MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless --max-pixels says otherwise
 
 
 def _threads(value: str) -> int:
@@ -20,8 +24,16 @@ def _threads(value: str) -> int:
     return n
 
 
+def _pixels(value: str) -> int:
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {value!r}")
+    return int(value)
+
+
 THREADS_HELP = ("CPU threads for the encoder's analysis (motion estimation, analysis transforms); what the "
                 "decoder computes always runs on one thread, so a file decodes the same on any machine")
+MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (default {MAX_PIXELS}, 8K UHD): "
+                   "memory grows with the frame size a stream declares")
 
 
 def _model(motion: str, weights: str | None):
@@ -60,9 +72,13 @@ def _encode(a):
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
             (atomic_output(a.recon) if a.recon else contextlib.nullcontext()) as rec_file:
+        first = next(src, None)
+        if first is None:  # before the header is written: stdout gets nothing, a file is not created
+            raise FlowcodecError(f"nothing to encode: no frames in '{a.input}'")
         writer = Writer(out, header)
         rec = Y4MWriter(rec_file, recon_info) if a.recon else None
-        for frame in tqdm(src, desc="encode", unit="frame", disable=a.quiet or None, leave=False):
+        for frame in tqdm(itertools.chain([first], src), desc="encode", unit="frame", disable=a.quiet or None,
+                          leave=False):
             frame = to_8bit(frame, info.bitdepth)
             ftype, payload, recon = enc.encode(frame)
             writer.write_frame(ftype, payload)
@@ -75,9 +91,9 @@ def _encode(a):
         size = writer.bytes_written
     n = len(psnrs)
     secs = time.time() - t0
-    bpp = 8 * size / (info.width * info.height * max(n, 1))
+    bpp = 8 * size / (info.width * info.height * n)
     print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
-          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs) if n else float('nan'):.3f} dB, "
+          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
 
 
@@ -95,6 +111,10 @@ def _reader(a, f):
     from .codec.bitstream import Reader
     from .motion import available
     reader = Reader(f)
+    w, h = reader.header.width, reader.header.height
+    if w * h > a.max_pixels:
+        raise FlowcodecError(f"frame size {w}x{h} ({w * h} pixels) is over this decoder's limit of "
+                             f"{a.max_pixels} pixels (--max-pixels)")
     motion = reader.header.model_id.rsplit("-v", 1)[0]
     if motion not in available():
         raise FlowcodecError(f"bitstream was made by model '{reader.header.model_id}', "
@@ -121,7 +141,10 @@ def _decode(a):
             y4m = Y4MWriter(out, VideoInfo(h.width, h.height, h.fps_num, h.fps_den))
             for ftype, payload in tqdm(reader, desc="decode", unit="frame", disable=a.quiet or None,
                                        leave=False):
-                y4m.write(dec.decode(ftype, payload))
+                try:
+                    y4m.write(dec.decode(ftype, payload))
+                except BitstreamError as e:
+                    raise BitstreamError(f"frame {n}: {e}") from None
                 n += 1
             y4m.close()
     secs = time.time() - t0
@@ -243,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, help="y4m file (- = stdout)")
     d.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
     d.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    d.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=_decode)
 
@@ -276,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--source", help="the source video, for prediction errors and PSNR")
     y.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
     y.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    y.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     y.set_defaults(func=_analyze)
 
     t = sub.add_parser("train", help="train the P-frame codec (resumable; torchrun for several processes)")
@@ -315,10 +340,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is (a BaseException, so no handler of errors takes it)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly():
+    """Within the block SIGTERM unwinds like Ctrl-C, so atomic outputs remove their temporary files
+    instead of leaving them behind (signals can be caught only in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(*_):
+        raise _Terminated
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with _sigterm_stops_cleanly():
+            args.func(args)
     except FlowcodecError as e:
         print(f"flowcodec: error: {e}", file=sys.stderr)
         return 1
@@ -332,6 +379,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("flowcodec: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("flowcodec: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0
 
 

@@ -143,3 +143,24 @@ def test_decode_rejects_bad_stream_layout():
         Decode(["a", "b"], [b"\0" * 4])
     with pytest.raises(BitstreamError):
         Decode(["a"], [b"\0" * 6])
+
+
+@pytest.mark.parametrize("damage", ["a word appended", "last word missing", "a bit flipped", "empty"])
+def test_decode_refuses_a_stream_that_is_not_exactly_its_symbols(codec, damage):
+    """Range decoding accepts any bytes (it reads zeros past the end, an extra word as lookahead): the
+    decoder must still refuse data missing, left over or changed, as a BitstreamError."""
+    x = _inputs(1)[1]
+    enc = Encode(["t"])
+    with torch.no_grad():
+        codec(x, 2, enc, "t", SIZE)
+    good = enc.payloads()[0]
+    bad = {"a word appended": good + b"\x01\x02\x03\x04", "last word missing": good[:-4],
+           "a bit flipped": good[:8] + bytes([good[8] ^ 0x10]) + good[9:], "empty": b""}[damage]
+    dec = Decode(["t"], [good])
+    with torch.no_grad():
+        codec(None, 2, dec, "t", SIZE)
+    dec.finish()  # the undamaged stream passes
+    dec = Decode(["t"], [bad])
+    with pytest.raises(BitstreamError), torch.no_grad():
+        codec(None, 2, dec, "t", SIZE)
+        dec.finish()

@@ -7,11 +7,14 @@ test); a representative subset also runs as a real subprocess (``run_cli``, time
 """
 import io
 import os
+import signal
+import subprocess
+import time
 from dataclasses import replace
 
 import pytest
 
-from conftest import cli_inproc, make_y4m, run_cli
+from conftest import CLI, TIMEOUT_S, cli_inproc, make_y4m, run_cli
 from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, Reader, Writer, payload_pack
 
 PREFIX = "flowcodec: error: "
@@ -197,11 +200,16 @@ def test_inter_frame_first(tmp_path, weights, good):
     assert_error(rc, err, "intra")
 
 
-@pytest.mark.parametrize("damage", ["garbage intra", "garbage inter", "empty inter", "short inter",
-                                    "odd inter stream"])
-def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage):
-    """A payload that passes the container's CRC but is not what the encoder wrote: a clean error
-    or (range coding accepts any bits) a decoded video of the right shape, never a crash."""
+@pytest.mark.parametrize("damage,words", [
+    ("garbage intra", ["frame 0", "HEVC"]),
+    ("garbage inter", ["frame 1", "motion stream is not the coding of the symbols it holds"]),
+    ("empty inter", ["frame 1", "sub-stream 0 length is missing"]),
+    ("short inter", ["frame 1", "motion stream of 0 bytes is too short for the frame size"]),
+    ("odd inter stream", ["frame 1", "not a multiple of 4"])])
+def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
+    """A payload that passes the container's CRC but is not what the encoder wrote: range decoding
+    accepts any bits, so the decoder must tell by itself (too short for the frame, or not exactly the
+    coding of the symbols it decodes to)."""
     def change(i, t, p):
         if damage == "garbage intra" and i == 0:
             return bytes((b * 7 + 13) % 256 for b in p)
@@ -216,13 +224,29 @@ def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage):
                 return payload_pack(b"abc", b"defgh")
         return p
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, payload_change=change))
-    if damage in ("garbage inter", "short inter") and rc == 0:  # well-formed streams, wrong bits
-        from conftest import read_y4m
-        frames = read_y4m(tmp_path / "out.y4m")
-        assert len(frames) == 3 and frames[1][0].shape == (32, 32)
-        return
-    assert_error(rc, err)
+    assert_error(rc, err, *words)
     no_leftovers(tmp_path, "out.y4m")
+
+
+@pytest.mark.parametrize("quality", [0, 7, 255])
+def test_quality_outside_the_models_levels(tmp_path, weights, good, quality):
+    rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"quality": quality}))
+    assert_error(rc, err, f"quality {quality} is not a level of this model (1..6)")
+
+
+def test_pixel_limit(tmp_path, weights, good):
+    """Frames over --max-pixels (default 8K UHD) are refused before anything is decoded; the limit is
+    the user's to raise or lower."""
+    rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"width": 7681, "height": 4320}))
+    assert_error(rc, err, "7681x4320", "over this decoder's limit of 33177600 pixels", "--max-pixels")
+    path, out = tmp_path / "c.fcb", tmp_path / "c.y4m"
+    path.write_bytes(good["data"])
+    for limit, rc in (("1023", 1), ("1024", 0)):  # a 32x32 stream
+        args = ["decode", path, "-o", out, "--weights", weights, "--threads", "1", "-q", "--max-pixels", limit]
+        got, _, err = cli_inproc(*args)
+        assert got == rc, err
+    assert_error(*cli_inproc("analyze", path, "--out", tmp_path / "a", "--weights", weights,
+                             "--max-pixels", "1000")[::2], "limit of 1000 pixels")
 
 
 def test_wrong_magic(tmp_path, weights, good):
@@ -313,6 +337,26 @@ def test_raw_yuv_errors(tmp_path, weights):
     no_leftovers(tmp_path, "out.fcb")
 
 
+@pytest.mark.parametrize("case", ["header-only y4m", "empty yuv", "--frames 0"])
+def test_no_frames_to_encode(tmp_path, weights, good, case):
+    """An input without frames is an error, not a 0-frame stream with "PSNR-YUV nan dB"."""
+    src, extra = good["src"], []
+    if case == "header-only y4m":
+        src = tmp_path / "in.y4m"
+        src.write_bytes(b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n")
+    elif case == "empty yuv":
+        src = tmp_path / "in.yuv"
+        src.write_bytes(b"")
+        extra = ["--size", "32x32"]
+    else:
+        extra = ["--frames", "0"]
+    rc, out, err = cli_inproc("encode", src, "-o", tmp_path / "out.fcb", "--recon", tmp_path / "rec.y4m",
+                              "--weights", weights, "--threads", "1", "-q", *extra)
+    assert_error(rc, err, "nothing to encode: no frames in", os.path.basename(src))
+    assert "nan" not in err + out
+    no_leftovers(tmp_path, "out.fcb", "rec.y4m")
+
+
 # --- bad options ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("opt,word", [(["--quality", "0"], "quality"), (["--quality", "7"], "quality"),
@@ -388,7 +432,46 @@ def test_subprocess_errors(tmp_path, weights, other_weights, good):
         assert_error(p.returncode, p.stderr, *words)
         assert p.stdout == b""
     no_leftovers(tmp_path, "out.y4m", "out.fcb")
+    # an input without frames writes nothing to stdout, not even a header
+    p = run_cli("encode", "-", "-o", "-", "--weights", weights, "--threads", "1",
+                input=b"YUV4MPEG2 W32 H32 F25:1 C420jpeg\n")
+    assert_error(p.returncode, p.stderr, "nothing to encode")
+    assert p.stdout == b""
     # the bitstream on stdin, weights of another seed
     p = run_cli("decode", "-", "-o", "-", "--weights", other_weights, "--threads", "1", input=data)
     assert_error(p.returncode, p.stderr, "different weights")
     assert p.stdout == b""
+
+
+def _hidden(directory):
+    return [f for f in os.listdir(directory) if f.startswith(".")]
+
+
+def test_killed_runs_leave_no_temporary_file_to_the_next(tmp_path, weights):
+    """SIGKILL leaves the hidden temporary file (nothing can remove it then); the next run on the same
+    output removes it. SIGTERM stops a run cleanly: exit status 143, one line, no temporary file."""
+    src = make_y4m(tmp_path / "c.y4m", 192, 128, 40, seed=4)
+    args = [*CLI, "encode", src, "-o", str(tmp_path / "out.fcb"), "--weights", weights, "--threads", "1", "-q"]
+
+    def started():
+        """An encode that has opened its temporary output."""
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + TIMEOUT_S
+        while not [f for f in _hidden(tmp_path) if f".{proc.pid}." in f]:
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        return proc
+
+    proc = started()
+    proc.kill()
+    proc.wait()
+    stale = _hidden(tmp_path)
+    assert len(stale) == 1 and stale[0].startswith(f".out.fcb.{proc.pid}.") and stale[0].endswith(".tmp")
+    proc = started()
+    assert stale[0] not in _hidden(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=TIMEOUT_S)
+    assert proc.returncode == 143, err
+    assert err.decode().strip() == "flowcodec: terminated"
+    assert _hidden(tmp_path) == [] and not (tmp_path / "out.fcb").exists()
+

@@ -284,3 +284,19 @@ def test_atomic_output(tmp_path):
     with pytest.raises(FlowcodecError, match="cannot write"):
         with atomic_output(tmp_path / "no" / "dir.bin"):
             pass
+
+
+def test_atomic_output_removes_stale_temporary_files(tmp_path):
+    """The temporary file of a killed writer goes when the next run writes the same output; those of
+    a live writer, of another output, and other names stay."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process has any more
+    names = {f".out.bin.{gone.pid}.k3j_x9a2.tmp": False, f".out.bin.{os.getpid()}.k3j_x9a2.tmp": True,
+             f".other.bin.{gone.pid}.k3j_x9a2.tmp": True, f".out.bin.7.{gone.pid}.k3j_x9a2.tmp": True,
+             f".out.bin.{gone.pid}.k3j_x9a2": True}  # name: still there afterwards
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+    with atomic_output(tmp_path / "out.bin") as f:
+        f.write(b"new")
+    assert sorted(os.listdir(tmp_path)) == sorted(["out.bin"] + [n for n, kept in names.items() if kept])
+

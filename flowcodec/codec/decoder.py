@@ -20,6 +20,8 @@ class SequenceDecoder:
     coder = Decode  # reads learned payloads; analysis substitutes a subclass that also measures the bits
 
     def __init__(self, model, width: int, height: int, quality: int):
+        if not 1 <= quality <= model.levels:
+            raise BitstreamError(f"quality {quality} is not a level of this model (1..{model.levels})")
         self.model, self.width, self.height = model, width, height
         self.level = quality - 1
         wp, hp = padded_size(width, height)
@@ -36,14 +38,12 @@ class SequenceDecoder:
         self.state = state
         return to_frame(state.ref, self.width, self.height)
 
-    def _streams(self, kind: str, tags, payload: bytes, run):
-        """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input."""
+    def _streams(self, tags, payload: bytes, run):
+        """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input.
+        The coder raises BitstreamError for a damaged sub-stream (``entropy.coder.Decode``)."""
         coder = self.coder(tags, payload_unpack(payload, len(tags)))
-        try:
-            out = run(coder)
-            coder.finish()
-        except (ValueError, RuntimeError) as e:  # constriction rejects inconsistent data
-            raise BitstreamError(f"{kind} frame could not be decoded: {e}") from None
+        out = run(coder)
+        coder.finish()
         return coder, out
 
     @torch.no_grad()
@@ -52,14 +52,14 @@ class SequenceDecoder:
             frame = decode_intra(payload, self.width, self.height)
             return self._accept(self._intra_state(to_tensor(frame, self.width, self.height)))
         if ftype == FrameType.INTRA_LEARNED:
-            _, x_hat = self._streams("intra", intra.TAGS, payload,
+            _, x_hat = self._streams(intra.TAGS, payload,
                                      lambda c: self.model.intra(None, self.level, c, self.packed))
             return self._accept(self._intra_state(x_hat))
         if ftype == FrameType.INTER:
             if self.state is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
             coder, (_, pred, field, state) = self._streams(
-                "inter", inter.TAGS, payload, lambda c: self.model.inter(None, self.state, self.level, c))
+                inter.TAGS, payload, lambda c: self.model.inter(None, self.state, self.level, c))
             self.last = (coder, pred, field)
             return self._accept(state)
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

@@ -2,9 +2,9 @@
 
 Intra frames (frames 0, 32, 64, ... under EVAL.md) are coded by x265 like DVC and FVC used BPG/x265.
 The encoder obtains its reconstruction by running `decode_intra` on the payload it just produced, so
-encoder and decoder reconstructions are identical by construction. Frames with an odd width or height
-are padded to even size by edge replication (x265 and yuv420p need even sizes) and cropped on decode;
-4:2:0 chroma of an odd-sized frame already has the padded size, so only luma is padded.
+encoder and decoder reconstructions are identical by construction. x265 codes only even sizes (4:2:0)
+of at least 16x16 ("Image size is too small"): a frame is padded by edge replication to the
+`coded_size` its size determines and cropped back on decode, so any frame size works, 1x1 included.
 """
 import subprocess
 
@@ -14,6 +14,12 @@ import numpy as np
 from flowcodec.errors import BitstreamError, VideoError
 
 TIMEOUT_S = 60
+MIN_SIDE = 16  # the smallest picture x265 codes, in luma pixels per side
+
+
+def coded_size(width, height):
+    """(width, height) of the picture x265 codes for a frame: even, and at least MIN_SIDE per side."""
+    return max(width + width % 2, MIN_SIDE), max(height + height % 2, MIN_SIDE)
 
 
 def frame_to_raw(frame):
@@ -65,11 +71,11 @@ def encode_intra(frame, qp):
     width, height = _check_frame(frame)
     if not 0 <= qp <= 51:
         raise ValueError(f"HEVC QP must be in 0..51, got {qp}")
-    y = frame[0]
-    if width % 2 or height % 2:
-        y = np.pad(y, ((0, height % 2), (0, width % 2)), mode="edge")
-    raw = frame_to_raw((y, frame[1], frame[2]))
-    args = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{y.shape[1]}x{y.shape[0]}", "-i", "-",
+    pw, ph = coded_size(width, height)
+    pad = lambda p, w, h: np.pad(p, ((0, h - p.shape[0]), (0, w - p.shape[1])), mode="edge")
+    y, u, v = frame
+    raw = frame_to_raw((pad(y, pw, ph), pad(u, pw // 2, ph // 2), pad(v, pw // 2, ph // 2)))
+    args = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{pw}x{ph}", "-i", "-",
             "-frames:v", "1", "-c:v", "libx265", "-preset", "medium", "-tune", "psnr",
             "-x265-params", f"qp={qp}:info=0:keyint=1:log-level=none",
             "-bsf:v", "filter_units=remove_types=39", "-f", "hevc", "-"]
@@ -84,7 +90,7 @@ def decode_intra(payload, width, height):
 
     Raises BitstreamError when ffmpeg fails or does not produce exactly one frame of the expected size.
     """
-    pw, ph = width + width % 2, height + height % 2
+    pw, ph = coded_size(width, height)
     code, out, err = _run_ffmpeg(["-f", "hevc", "-i", "-", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
                                  bytes(payload))
     if code:
@@ -93,4 +99,5 @@ def decode_intra(payload, width, height):
         raise BitstreamError(f"HEVC intra payload decoded to {len(out)} bytes, "
                              f"not one {pw}x{ph} frame")
     y, u, v = raw_to_frame(out, pw, ph)
-    return np.ascontiguousarray(y[:height, :width]), u, v
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    return tuple(np.ascontiguousarray(p) for p in (y[:height, :width], u[:ch, :cw], v[:ch, :cw]))

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from ..errors import BitstreamError
-from .models import SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior, GaussianConditional
+from .models import SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior
 
 _GAUSS = constriction.stream.model.QuantizedGaussian(-SYMBOL_RANGE, SYMBOL_RANGE)
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
+_FEWEST = 0.99  # margin of the bits-per-stream floor for the coder's fixed-point probabilities
 
 
 MODES = 3  # block modes: 0 coded, 1 copy of the reference, 2 prediction only (see codec/inter.py)
@@ -145,45 +146,78 @@ class Encode:
 
 
 class Decode:
-    """Range-decode symbols in the order the encoder wrote them."""
+    """Range-decode symbols in the order the encoder wrote them, and refuse a stream that is not exactly
+    the coding of the symbols it decodes to:
+
+    * before its hyper-latents are decoded, a stream must hold at least the bits that the most probable
+      value of every z symbol costs: a frame's payload must be plausible for its size before any
+      synthesis runs;
+    * every symbol read is coded again (``echo``); ``finish`` then requires the stream to be exactly
+      those bytes. Range decoding itself accepts anything (constriction reads zeros past the end and
+      any extra word as lookahead), so this is what finds data missing or left over, and most changed
+      data (a change that makes the stream the coding of other symbols is a valid stream: only the
+      record's CRC can tell).
+
+    What constriction raises on data no symbol fits becomes a BitstreamError like every other failure.
+    """
 
     def __init__(self, tags, payloads):
         if len(payloads) != len(tags):
             raise BitstreamError("inter payload has the wrong number of streams")
-        self.streams = {}
+        self.streams, self.echo, self.words = {}, {}, {}
         for t, p in zip(tags, payloads):
             if len(p) % 4:
                 raise BitstreamError(f"{t} stream length is not a multiple of 4 bytes")
-            self.streams[t] = constriction.stream.queue.RangeDecoder(np.frombuffer(p, dtype=np.uint32).copy())
+            self.words[t] = np.frombuffer(p, dtype=np.uint32)
+            self.streams[t] = constriction.stream.queue.RangeDecoder(self.words[t].copy())
+            self.echo[t] = constriction.stream.queue.RangeEncoder()
+
+    def _read(self, tag, model, *params, count=None):
+        """The next symbols of stream ``tag``: per-symbol ``params`` of ``model``, or ``count`` symbols of a
+        fixed model. The one place that range-decodes."""
+        try:
+            symbols = self.streams[tag].decode(model, *(params if count is None else (count,)))
+        except (AssertionError, ValueError, RuntimeError) as e:  # constriction: no symbol fits the data
+            raise BitstreamError(f"{tag} stream could not be decoded ({e}): damaged payload") from None
+        self.echo[tag].encode(symbols, model, *params)
+        return symbols
 
     def modes(self, shape):
-        first = next(iter(self.streams.values()))
+        first = next(iter(self.streams))
         n = int(np.prod(shape))
-        counts = first.decode(constriction.stream.model.Uniform(n + 1), MODES - 1)
+        counts = self._read(first, constriction.stream.model.Uniform(n + 1), count=MODES - 1)
         if counts.sum() > n:
             raise BitstreamError("block mode counts exceed the number of blocks (damaged payload)")
-        m = first.decode(_CATEGORICAL, _mode_table([n - counts.sum(), *counts], n))
+        m = self._read(first, _CATEGORICAL, _mode_table([n - counts.sum(), *counts], n))
         if not np.array_equal(np.bincount(m, minlength=MODES)[1:], counts):
             raise BitstreamError("block modes do not match their counts (damaged payload)")
         return torch.from_numpy(m.astype(np.int64).reshape(shape))
 
     def choice(self, value, n: int) -> int:
         """Decode a per-frame decision in 0..n-1 (``value``, the encoder's, is not known here)."""
-        return int(next(iter(self.streams.values())).decode(constriction.stream.model.Uniform(n), 1)[0])
+        return int(self._read(next(iter(self.streams)), constriction.stream.model.Uniform(n), count=1)[0])
 
     def factorized(self, prior, z, tag, shape, keep=None):
+        table = _z_tables(prior)
+        coded = (np.full(shape[1], int(np.prod(shape[2:]))) if keep is None
+                 else keep[0].reshape(shape[1], -1).sum(1).numpy())  # z symbols per channel
+        need = float(coded @ -np.log2(table.max(1)))  # bits if every symbol were its channel's likeliest
+        if _FEWEST * need - 64 > 32 * len(self.words[tag]):
+            raise BitstreamError(f"{tag} stream of {4 * len(self.words[tag])} bytes is too short for the frame "
+                                 f"size (its hyper-latents alone take at least {need / 8:.0f} bytes)")
         channel = np.broadcast_to(np.arange(shape[1])[None, :, None, None], shape)
-        s = self.streams[tag].decode(_CATEGORICAL, _z_tables(prior)[_kept(channel, keep)]).astype(np.int64)
-        s = s - Z_RANGE
+        s = self._read(tag, _CATEGORICAL, table[_kept(channel, keep)]).astype(np.int64) - Z_RANGE
         return _place(s, shape, keep)
-
-    def finish(self):
-        """Every stream must have been read to its end: leftover data means a damaged payload."""
-        for tag, dec in self.streams.items():
-            if not dec.maybe_exhausted():
-                raise BitstreamError(f"{tag} stream has data left over after decoding (damaged payload)")
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):
         idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
-        s = self.streams[tag].decode(_GAUSS, np.zeros(len(idx)), SCALES[idx])
+        s = self._read(tag, _GAUSS, np.zeros(len(idx)), SCALES[idx])
         return mu + _place(s, mu.shape, keep)
+
+    def finish(self):
+        """Every stream must be exactly the coding of the symbols read from it: nothing missing, nothing
+        left over."""
+        for tag, words in self.words.items():
+            if not np.array_equal(self.echo[tag].get_compressed(), words):
+                raise BitstreamError(f"{tag} stream is not the coding of the symbols it holds "
+                                     "(damaged payload: data missing, left over or changed)")
