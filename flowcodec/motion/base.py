@@ -2,8 +2,8 @@
 registry of approaches.
 
 Decoder state (``DecodedPictures``, a decoded picture buffer like DCVC's ``dpb``): the last ``DEPTH``
-decoded frames, newest first, each with its decoded motion field (None for an intra frame), and the
-tensors a motion module keeps for the next frame (``owned``). Encoder, decoder and training build it
+decoded frames, newest first, each with its decoded motion field (None for an intra frame). Encoder,
+decoder and training build it
 through the same two calls — ``DecodedPictures.intra(frame, size)`` at every intra frame and
 ``state.push(frame, field)`` after every P-frame — so the encoder's references are the decoder's and
 training sees the same 8-bit references (rounded straight-through). It is immutable: a P-frame call
@@ -33,7 +33,7 @@ Frames are packed YUV 4:2:0 tensors (see ``flowcodec.frames``); fields are at lu
 in luma pixel units at every scale (never normalised by the frame size, so a model trained on crops
 behaves the same on full frames).
 """
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -48,13 +48,11 @@ _REGISTRY: dict[str, type] = {}
 @dataclass(frozen=True)
 class DecodedPictures:
     """Decoder state: ``frames`` (packed, padded, 8-bit values k/255, newest first), ``motion`` (the
-    decoded field of each, None for intra frames), ``owned`` (name -> tensor kept by the motion module)
-    and ``size``, the visible (width, height) from which the padding is replicated (None: all of the
+    decoded field of each, None for intra frames) and ``size``, the visible (width, height) from which the padding is replicated (None: all of the
     tensor is visible, as for training crops)."""
 
     frames: tuple = ()
     motion: tuple = ()
-    owned: dict = dataclass_field(default_factory=dict)
     size: tuple | None = None
 
     @classmethod
@@ -67,14 +65,22 @@ class DecodedPictures:
         """The newest decoded frame."""
         return self.frames[0]
 
-    def push(self, frame: torch.Tensor, motion: torch.Tensor | None = None,
-             owned: dict | None = None) -> "DecodedPictures":
+    def push(self, frame: torch.Tensor, motion: torch.Tensor | None = None) -> "DecodedPictures":
         """A new state whose newest reference is ``frame`` rounded to 8 bits (and re-padded)."""
         frame = quantize_frame(frame)
         if self.size is not None:
             frame = repad(frame, *self.size)
         return DecodedPictures((frame,) + self.frames[:DEPTH - 1], (motion,) + self.motion[:DEPTH - 1],
-                               dict(owned or {}), self.size)
+                               self.size)
+
+    def known_motion(self) -> int:
+        """How many of the newest frames have decoded motion in a row (0 right after an intra frame)."""
+        known = 0
+        for motion in self.motion:
+            if motion is None:
+                break
+            known += 1
+        return known
 
 
 class MotionModel(nn.Module):

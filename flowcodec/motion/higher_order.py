@@ -29,12 +29,7 @@ class HigherOrderFlow(PyramidFlow):
     references = 3
 
     def usable(self, state: DecodedPictures) -> int:
-        known = 0
-        for motion in state.motion[:2]:
-            if motion is None:
-                break
-            known += 1
-        return known + 1
+        return 1 + min(2, state.known_motion())
 
     def predict(self, state: DecodedPictures, k: int):
         if k == 0:

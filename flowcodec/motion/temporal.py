@@ -46,7 +46,7 @@ class TemporalFlow(PyramidFlow):
         nn.init.zeros_(self.correct[-1].bias)
 
     def usable(self, state: DecodedPictures) -> int:
-        return 2 if state.motion and state.motion[0] is not None else 1
+        return 1 + min(1, state.known_motion())
 
     def predict(self, state: DecodedPictures, k: int):
         if k == 0:
