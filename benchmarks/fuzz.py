@@ -460,7 +460,7 @@ class Seeds:
         for intra, period in (("hevc", "32"), ("learned", "2")):
             out = os.path.join(work, f"seed-{intra}.fcb")
             argv = ["encode", clip, "-o", out, "--intra", intra, "--intra-period", period, "--threads", "1",
-                    "-q"] + (["--weights", weights] if weights else [])
+                    "-q", "--no-adaptive-intra"] + (["--weights", weights] if weights else [])
             with contextlib.redirect_stderr(io.StringIO()) as err:
                 if cli.main(argv) != 0:
                     raise RuntimeError(f"cannot encode the seed clip: {err.getvalue()}")

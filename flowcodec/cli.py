@@ -67,7 +67,7 @@ def _encode(a):
     info = src.info
     header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
                     a.quality, model.model_id, digest)
-    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra)
+    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra, a.adaptive_intra)
     psnrs, t0 = [], time.time()
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
@@ -212,7 +212,7 @@ def _eval(a):
         return report(a.report)
     anchors = [n for n in a.anchors.split(",") if n]
     evaluate(a.clips, a.out, a.motion or available(), a.qualities, anchors, a.frames, a.intra_period,
-             a.weights, a.threads, intra=a.intra, resume=a.resume)
+             a.weights, a.threads, intra=a.intra, resume=a.resume, adaptive_intra=a.adaptive_intra)
 
 
 def _analyze(a):
@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--intra-period", type=int, default=32)
     e.add_argument("--intra", choices=INTRA_MODES, default="hevc",
                    help="intra codec: x265 HEVC, the learned one, or per frame the lower R+λD (auto)")
+    e.add_argument("--no-adaptive-intra", dest="adaptive_intra", action="store_false",
+                   help="intra frames only every --intra-period frames (default: also where a P-frame "
+                        "would cost more R+λD than intra, as at a scene cut)")
     e.add_argument("--recon", help="write the encoder-side reconstruction (y4m)")
     e.add_argument("--size", help="WxH, for raw .yuv input")
     e.add_argument("--fps", help="frame rate, for raw .yuv input (e.g. 25 or 30000/1001)")
@@ -285,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, help="code only the first N frames of every clip")
     v.add_argument("--intra-period", type=int, default=32)
     v.add_argument("--intra", choices=INTRA_MODES, default="hevc")
+    v.add_argument("--no-adaptive-intra", dest="adaptive_intra", action="store_false",
+                   help="intra frames only every --intra-period frames")
     v.add_argument("--resume", action="store_true",
                    help="keep the points OUT/results.json already holds (same protocol); measure the rest")
     v.add_argument("--out", default="eval", help="output folder")
@@ -330,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--export", help="write the final weights here (safetensors)")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)
     t.add_argument("--stop-after", type=int, help="stop (with a checkpoint) at this step; rerun to resume")
+    t.add_argument("--minutes", type=float, help="wall-clock budget: stop (with a checkpoint, and the export) "
+                                                 "at the first step after it, the schedule unfinished")
     t.add_argument("--log-every", type=int, default=10)
     t.set_defaults(func=_train)
 

@@ -4,7 +4,7 @@ import torch
 
 from flowcodec.frames import unpack
 from flowcodec.motion.warp import warp
-from flowcodec.train.data import render_clip
+from flowcodec.train.data import HELD_OUT, PLASMA, PLASMA_PHOTOS, photo_name, render_clip, synthetic_picture
 
 
 def _photo(seed, h=300, w=300):
@@ -54,3 +54,30 @@ def test_some_clips_have_a_still_camera():
         zero = (flows.norm(dim=1) == 0).float().mean().item()
         still += zero > 0.3
     assert 1 <= still <= 12
+
+
+def test_some_clips_have_a_fast_camera():
+    """A share of rendered clips pan fast (FAST_SHARE): the median flow exceeds 12 pixels per frame in
+    8 of these 64 clips (2 without the fast share), and most stay below it."""
+    fast = 0
+    for seed in range(64):
+        _, flows, _ = render_clip(_photo(1, 500, 500), _photo(2), 2, 64, np.random.default_rng(seed))
+        fast += flows.norm(dim=1).median().item() > 12
+    assert 5 <= fast <= 32, fast
+
+
+def test_synthetic_pictures_cover_flat_hard_edged_and_striped_content():
+    """Each synthetic picture is a valid YUV 4:4:4 picture, fixed by its rng; among a dozen there are
+    flat ones (small luma gradients nearly everywhere) and detailed ones (hard edges or stripes)."""
+    pics = [synthetic_picture(np.random.default_rng([12, k]), 256, 192) for k in range(12)]
+    assert all(p.shape == (3, 192, 256) and p.dtype == np.uint8 for p in pics)
+    assert np.array_equal(pics[0], synthetic_picture(np.random.default_rng([12, 0]), 256, 192))
+    steep = [np.mean(np.abs(np.diff(p[0].astype(int), axis=1)) > 8) for p in pics]
+    assert min(steep) < 0.001 and max(steep) > 0.02, steep
+
+
+def test_photo_names_are_unique_per_wallpaper():
+    """Plasma ships every wallpaper as images/2560x1600.jpg: the name is the wallpaper's folder."""
+    assert photo_name("src/" + PLASMA.format("Kite")) == "Kite.jpg"
+    assert photo_name("src/mate-backgrounds/usr/share/backgrounds/mate/nature/Wood.jpg") == "Wood.jpg"
+    assert not set(HELD_OUT) & set(PLASMA_PHOTOS)  # the robustness benchmark's pictures stay unseen

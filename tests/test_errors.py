@@ -16,6 +16,7 @@ import pytest
 
 from conftest import CLI, TIMEOUT_S, cli_inproc, make_y4m, run_cli
 from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, Reader, Writer, payload_pack
+from flowcodec.codec.options import QUALITIES
 
 PREFIX = "flowcodec: error: "
 
@@ -48,7 +49,8 @@ def good(tmp_path_factory, weights):
     d = tmp_path_factory.mktemp("good")
     src = make_y4m(d / "c.y4m", 32, 32, 3, seed=11)
     fcb = str(d / "c.fcb")
-    rc, _, err = cli_inproc("encode", src, "-o", fcb, "--weights", weights, "--threads", "1", "-q")
+    rc, _, err = cli_inproc("encode", src, "-o", fcb, "--weights", weights, "--threads", "1", "-q",
+                            "--no-adaptive-intra")
     assert rc == 0, err
     data = open(fcb, "rb").read()
     header_len = _PREFIX.unpack_from(data)[2]
@@ -228,10 +230,10 @@ def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
     no_leftovers(tmp_path, "out.y4m")
 
 
-@pytest.mark.parametrize("quality", [0, 7, 255])
+@pytest.mark.parametrize("quality", [0, QUALITIES + 1, 255])
 def test_quality_outside_the_models_levels(tmp_path, weights, good, quality):
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"quality": quality}))
-    assert_error(rc, err, f"quality {quality} is not a level of this model (1..6)")
+    assert_error(rc, err, f"quality {quality} is not a level of this model (1..{QUALITIES})")
 
 
 def test_pixel_limit(tmp_path, weights, good):
@@ -359,7 +361,7 @@ def test_no_frames_to_encode(tmp_path, weights, good, case):
 
 # --- bad options ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("opt,word", [(["--quality", "0"], "quality"), (["--quality", "7"], "quality"),
+@pytest.mark.parametrize("opt,word", [(["--quality", "0"], "quality"), (["--quality", str(QUALITIES + 1)], "quality"),
                                       (["--quality", "-1"], "quality"),
                                       (["--intra-period", "0"], "intra-period"),
                                       (["--intra-period", "65536"], "intra-period"),

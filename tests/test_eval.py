@@ -22,13 +22,14 @@ SLOW_S = 600  # whole evaluations run several processes; this machine may be bus
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, weights):
-    """Output folder of one evaluation, and the weights it used."""
+    """Output folder of one evaluation, and the weights it used (untrained: with adaptive intra every
+    frame would be intra, so the fixed period keeps P-frames to measure)."""
     root = tmp_path_factory.mktemp("eval")
     clip = make_y4m(root / "tiny.y4m", W, H, N + 2)
     out = root / "out"
     rc, stdout, err = cli("eval", clip, "--motion", "pyramid", "--qualities", "1", "6", "--anchors",
                           "x264-medium", "--frames", str(N), "--weights", weights, "--threads", "1",
-                          "--out", out, timeout=SLOW_S)
+                          "--no-adaptive-intra", "--out", out, timeout=SLOW_S)
     assert rc == 0, err
     assert "BD-rate" in stdout
     return out, weights
@@ -151,7 +152,8 @@ def test_resume_measures_only_missing_points(evaluated, tmp_path):
     clip = str(next(p for p in src.parent.iterdir() if p.suffix == ".y4m"))
     before = json.loads((out / "results.json").read_text())
     args = ["eval", clip, "--motion", "pyramid", "--anchors", "x264-medium", "--frames", str(N),
-            "--weights", weights, "--threads", "1", "--out", out, "--resume"]
+            "--weights", weights, "--threads", "1", "--no-adaptive-intra", "--out", out,
+            "--resume"]
     rc, _, err = cli(*args, "--qualities", "1", "2", "6", timeout=SLOW_S)
     assert rc == 0, err
     assert err.count(" bpp, ") == 1 and "pyramid q2:" in err  # only the new point was coded

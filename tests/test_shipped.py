@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import flowcodec
+from flowcodec.codec.bitstream import FrameType
+from flowcodec.codec.decoder import SequenceDecoder
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.frames import pack
 from flowcodec.codec.model import load, weights_path
@@ -56,3 +58,22 @@ def test_trained_pyramid_flow_recovers_a_shift():
         flow = model.inter.motion.estimate(cur[..., :64, :96], DecodedPictures.intra(ref[..., :64, :96]))
     inner = flow[0, :, 24:-24, 24:-24]
     assert abs(inner[0].median().item() - dx) < 1.0 and abs(inner[1].median().item() - dy) < 1.0
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_adaptive_intra_at_a_scene_cut(clip, adaptive):
+    """A cut to unrelated content (the clip's negative) costs more as a P-frame than as an intra frame:
+    adaptive intra codes it as intra, starts a new intra period there and leaves the continuous frames
+    as P-frames; the decoder rebuilds exactly the encoder's frames. Without it the cut is a P-frame."""
+    frames, info = clip
+    cut = [tuple(255 - p for p in f) for f in frames[:3]]
+    model, _ = load(weights_path("pyramid"))
+    enc = SequenceEncoder(model, info.width, info.height, 3, intra_period=4, adaptive_intra=adaptive)
+    dec = SequenceDecoder(model, info.width, info.height, 3)
+    types = []
+    for f in frames[:3] + cut + frames[:2]:
+        ftype, payload, recon = enc.encode(f)
+        types.append(ftype)
+        assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload), recon))
+    intra = [i for i, t in enumerate(types) if t != FrameType.INTER]
+    assert intra == ([0, 3, 6] if adaptive else [0, 4])

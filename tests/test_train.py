@@ -329,3 +329,14 @@ def test_cuda_unavailable_is_an_error(data_root, tmp_path):
     rc, _, err = cli_inproc(*_train_args(data_root, str(tmp_path / "r"), str(tmp_path / "x.st")),
                             "--device", "cuda")
     assert rc == 1 and "no CUDA GPU" in err
+
+
+def test_minutes_budget_stops_and_exports(data_root, tmp_path):
+    """--minutes 0 spends the wall-clock budget at once: the run stops after its first step with a
+    checkpoint and still exports, recording the steps it made."""
+    run, export = str(tmp_path / "run"), str(tmp_path / "m.safetensors")
+    _train(_train_args(data_root, run, export, ckpt_minutes=60) + ["--minutes", "0"])
+    assert torch.load(os.path.join(run, "checkpoint.pt"), weights_only=False)["step"] == 1
+    from safetensors import safe_open
+    with safe_open(export, "pt") as f:
+        assert json.loads(f.metadata()["info"])["steps"] == 1

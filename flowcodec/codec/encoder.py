@@ -1,8 +1,14 @@
 """Sequence encoder: the encoder-only decisions (frame types, intra codec, intra QP, motion estimation
 and analysis transforms) on top of the decoder.
 
-Low-delay P: frame 0, intra_period, 2·intra_period, … are intra frames; every other frame is a P-frame
-predicted from the previous decoded frame.
+Low-delay P: frame 0 is an intra frame, and so is every frame ``intra_period`` frames after the last
+intra frame; the others are P-frames predicted from the decoder state.
+
+Adaptive intra frames (as x264 places I-frames at scene cuts): a P-frame whose cost R + λ·D reaches
+``INTRA_TRIAL`` times that of the last intra frame is also coded as an intra frame, and the cheaper of
+the two is kept, so no frame is coded worse than intra would code it. An intra frame chosen this way
+starts a new intra period. The gate keeps the extra intra trial off the P-frames that are far cheaper
+than intra, which are nearly all of them on continuous content.
 
 Motion predictors: where the motion module can predict the field from the decoder state in several
 ways (``MotionModel.usable``), the frame is coded whole with each and the cheapest in R + λ·D is kept.
@@ -30,6 +36,8 @@ from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, PREDICT
 from .options import INTRA_MODES, INTRA_QP, LAMBDAS
+
+INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + λ·D is tried as intra too
 
 
 def rd_cost(frame, recon, nbytes: int, lam: float) -> float:
@@ -73,12 +81,13 @@ class _Measured(Encode):
 
 
 class SequenceEncoder(SequenceDecoder):
-    def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc"):
+    def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc", adaptive_intra=True):
         super().__init__(model, width, height, quality)
         if intra_mode not in INTRA_MODES:
             raise ValueError(f"intra mode must be one of {INTRA_MODES}")
-        self.intra_period, self.intra_mode = intra_period, intra_mode
-        self.index = 0
+        self.intra_period, self.intra_mode, self.adaptive_intra = intra_period, intra_mode, adaptive_intra
+        self.since_intra = 0  # frames coded since the last intra frame; 0 before the first
+        self.intra_cost = None  # R + λ·D of the last intra frame
         hp, wp = self.packed
         rows, cols = torch.arange(hp)[:, None], torch.arange(wp)[None, :]
         self.valid = ((2 * rows < height) & (2 * cols < width)).float()  # packed pixels inside the frame
@@ -119,15 +128,24 @@ class SequenceEncoder(SequenceDecoder):
             coder = Encode(intra.TAGS)
             x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
             options.append((FrameType.INTRA_LEARNED, payload_pack(*coder.payloads()), self._intra_state(x_hat)))
-        cost = lambda o: rd_cost(frame, to_frame(o[2].ref, *size), len(o[1]), LAMBDAS[self.level])
-        return min(options, key=cost)
+        return min(options, key=lambda o: self._cost(frame, o))
+
+    def _cost(self, frame, option):
+        """R + λ·D of a coded option (frame type, payload, state after the frame)."""
+        return rd_cost(frame, to_frame(option[2].ref, self.width, self.height), len(option[1]),
+                       LAMBDAS[self.level])
 
     @torch.no_grad()
     def encode(self, frame):
         """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
-        if self.index % self.intra_period == 0:
-            ftype, payload, state = self._intra(frame)
+        if self.since_intra % self.intra_period == 0:
+            option = self._intra(frame)
         else:
-            ftype, (payload, state) = FrameType.INTER, self._inter(to_tensor(frame, self.width, self.height))
-        self.index += 1
+            option = (FrameType.INTER, *self._inter(to_tensor(frame, self.width, self.height)))
+            if self.adaptive_intra and self._cost(frame, option) >= INTRA_TRIAL * self.intra_cost:
+                option = min((option, self._intra(frame)), key=lambda o: self._cost(frame, o))
+        if option[0] != FrameType.INTER:
+            self.since_intra, self.intra_cost = 0, self._cost(frame, option)
+        self.since_intra += 1
+        ftype, payload, state = option
         return ftype, payload, self._accept(state)

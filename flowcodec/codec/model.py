@@ -85,4 +85,18 @@ def load_part(model: VideoModel, path: str, prefix: str = ""):
     unknown = sorted(set(state) - set(model.state_dict()))
     if unknown:
         raise FlowcodecError(f"{path}: unknown tensors {', '.join(unknown[:3])}")
+    own = model.state_dict()
+    for k, v in state.items():
+        if k.endswith("gain") and v.shape[0] < own[k].shape[0]:
+            state[k] = widen_ladder(v, own[k].shape[0])
     model.load_state_dict(state, strict=False)
+
+
+def widen_ladder(table: torch.Tensor, levels: int) -> torch.Tensor:
+    """A per-level gain table (levels, channels) of a model with fewer quality levels, continued to
+    ``levels`` rows geometrically per channel (each new level repeats the last step's ratio), so that
+    weights trained on a shorter λ ladder start new, finer levels where their trend points."""
+    rows = list(table.float().abs().clamp_min(1e-4))
+    while len(rows) < levels:
+        rows.append(rows[-1] * rows[-1] / rows[-2])
+    return torch.stack(rows).to(table.dtype)

@@ -2,8 +2,10 @@
 x265 QP of HEVC intra frames per quality level) and the intra codec modes. Plain Python, so the
 command line can import it without loading torch."""
 
-LAMBDAS = (96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0)  # λ per quality level (MSE on [0,1] samples)
-INTRA_QP = (42, 38, 35, 32, 29, 26)  # x265 QP of intra frames per quality level (tuned to the P-frames)
+# λ per quality level (MSE on [0,1] samples), doubling per level; levels 7–9 (session 4) reach the
+# near-transparent range that x265 QP 22 and below covers
+LAMBDAS = (96.0, 192.0, 384.0, 768.0, 1536.0, 3072.0, 6144.0, 12288.0, 24576.0)
+INTRA_QP = (42, 38, 35, 32, 29, 26, 23, 20, 17)  # x265 QP of intra frames per quality level
 QUALITIES = len(LAMBDAS)  # quality 1 … QUALITIES on the command line; index q = quality - 1 inside
 
 INTRA_MODES = ("hevc", "learned", "auto")

@@ -161,7 +161,7 @@ def _cli(*args):
     return seconds
 
 
-def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads, intra):
+def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads, intra, adaptive_intra):
     """Encode, decode (separate processes), check bit-exactness and measure one flowcodec RD point."""
     folder = os.path.join(out, clip["name"])
     stem = os.path.join(folder, f"{motion}_q{quality}")
@@ -172,7 +172,7 @@ def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads,
     try:
         enc_s = _cli("encode", os.path.join(out, clip["source"]), "-o", fcb, "--recon", recon,
                      "--quality", str(quality), "--motion", motion, "--intra-period", str(intra_period),
-                     "--intra", intra, *common)
+                     "--intra", intra, *([] if adaptive_intra else ["--no-adaptive-intra"]), *common)
         dec_s = _cli("decode", fcb, "-o", decoded, *common)
     except FlowcodecError as e:
         raise FlowcodecError(f"{what}: {e}") from None
@@ -208,7 +208,7 @@ def _anchor_point(clip, out, name, qp):
 
 
 def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=None, intra_period=32,
-             weights=None, threads=2, log=None, intra="hevc", resume=False):
+             weights=None, threads=2, log=None, intra="hevc", resume=False, adaptive_intra=True):
     """Measure every clip x (anchor x QP, motion x quality) point into results.json, then ``report``.
 
     results.json is rewritten after every point, so a run that fails or is stopped keeps what it
@@ -222,8 +222,9 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
     torch.set_num_threads(1)  # for MS-SSIM here; more threads crawl when training shares the cores
     os.makedirs(out, exist_ok=True)
     prepared = [_prepare(c, out, frames) for c in clips]  # an unreadable clip fails before any coding
-    results = {"protocol": {"frames": frames, "intra_period": intra_period, "intra": intra, "threads": threads,
-                            "weights": weights, "anchor_keyint": 32},
+    results = {"protocol": {"frames": frames, "intra_period": intra_period, "intra": intra,
+                            "adaptive_intra": adaptive_intra, "threads": threads, "weights": weights,
+                            "anchor_keyint": 32},
                "clips": {}}
     path = os.path.join(out, "results.json")
     if resume and os.path.exists(path):
@@ -249,7 +250,8 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
         for motion in motions:
             for q in qualities:
                 if todo(clip, motion, f"q{q}"):
-                    keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra))
+                    keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra,
+                                                       adaptive_intra))
     report(out)
 
 

