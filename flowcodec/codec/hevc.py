@@ -8,10 +8,10 @@ of at least 16x16 ("Image size is too small"): a frame is padded by edge replica
 """
 import subprocess
 
-import imageio_ffmpeg
 import numpy as np
 
 from flowcodec.errors import BitstreamError, VideoError
+from flowcodec.io.ffmpeg import frame_to_raw, raw_to_frame, run_ffmpeg
 
 TIMEOUT_S = 60
 MIN_SIDE = 16  # the smallest picture x265 codes, in luma pixels per side
@@ -20,21 +20,6 @@ MIN_SIDE = 16  # the smallest picture x265 codes, in luma pixels per side
 def coded_size(width, height):
     """(width, height) of the picture x265 codes for a frame: even, and at least MIN_SIDE per side."""
     return max(width + width % 2, MIN_SIDE), max(height + height % 2, MIN_SIDE)
-
-
-def frame_to_raw(frame):
-    """Bytes of a (y, u, v) uint8 frame in ffmpeg's rawvideo yuv420p layout (planes back to back)."""
-    return b"".join(np.ascontiguousarray(p, dtype=np.uint8).tobytes() for p in frame)
-
-
-def raw_to_frame(buf, width, height):
-    """Split one rawvideo yuv420p frame of width x height into (y, u, v) arrays (copies)."""
-    cw, ch = (width + 1) // 2, (height + 1) // 2
-    data = np.frombuffer(buf, np.uint8)
-    y = data[:width * height].reshape(height, width)
-    u = data[width * height:width * height + cw * ch].reshape(ch, cw)
-    v = data[width * height + cw * ch:width * height + 2 * cw * ch].reshape(ch, cw)
-    return y.copy(), u.copy(), v.copy()
 
 
 def _check_frame(frame):
@@ -53,9 +38,8 @@ def _run_ffmpeg(args, data):
 
     A run that exceeds TIMEOUT_S is killed and reported as a failure rather than raised.
     """
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args]
     try:
-        proc = subprocess.run(cmd, input=data, capture_output=True, timeout=TIMEOUT_S)
+        proc = run_ffmpeg(args, data, TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return -1, b"", f"ffmpeg timed out after {TIMEOUT_S} s"
     lines = proc.stderr.decode(errors="replace").strip().splitlines()

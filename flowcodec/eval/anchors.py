@@ -20,17 +20,15 @@ Optional anchors, beyond EVAL.md's three:
   intra period: later frames may still reference earlier ones). AUD NAL units are stripped with SEI.
 """
 import functools
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 
-from flowcodec.codec.hevc import raw_to_frame
 from flowcodec.errors import FlowcodecError, VideoError
+from flowcodec.io.ffmpeg import raw_to_frame, run_ffmpeg
 from flowcodec.eval.metrics import psnr_yuv
 
 HEVC_QPS = (22, 27, 32, 37, 42)
@@ -78,8 +76,7 @@ ANCHORS = {
 @functools.cache
 def available_encoders():
     """Names of the video encoders compiled into imageio-ffmpeg's ffmpeg binary."""
-    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-encoders"],
-                         capture_output=True, text=True, check=True).stdout
+    out = run_ffmpeg(["-hide_banner", "-encoders"]).stdout.decode()
     return frozenset(parts[1] for parts in (line.split() for line in out.splitlines())
                      if len(parts) > 1 and parts[0].startswith("V"))
 
@@ -87,12 +84,11 @@ def available_encoders():
 def _ffmpeg(args, what):
     """Run ffmpeg quietly with args; return the wall time in seconds, or raise FlowcodecError."""
     start = time.perf_counter()
-    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    proc = run_ffmpeg(["-y", *args])
     seconds = time.perf_counter() - start
     if proc.returncode:
         # encoder libraries print their own info/warning lines on stderr; report the first other line
-        lines = [l for l in proc.stderr.splitlines() if l.strip() and "info]" not in l and "warn" not in l]
+        lines = [l for l in proc.stderr.decode(errors="replace").splitlines() if l.strip() and "info]" not in l and "warn" not in l]
         reason = lines[0] if lines else f"ffmpeg exit code {proc.returncode}"
         raise FlowcodecError(f"{what} failed: {reason}")
     return seconds

@@ -15,6 +15,7 @@ from fractions import Fraction
 from stat import S_ISREG
 
 from flowcodec.errors import VideoError
+from flowcodec.io.ffmpeg import ffmpeg_exe
 from flowcodec.io.y4m import FrameReader, VideoInfo, Y4MReader, check_size, open_file, read_planes
 
 DEFAULT_FPS = (25, 1)
@@ -68,14 +69,6 @@ class RawYUVReader(FrameReader):
         self._file.close()
 
 
-def _ffmpeg_exe():
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as e:
-        raise VideoError(f"no ffmpeg available to decode this input ({e})") from None
-
-
 class FFmpegReader(Y4MReader):
     """Decodes any container/codec ffmpeg understands, streamed through a y4m pipe.
 
@@ -88,7 +81,7 @@ class FFmpegReader(Y4MReader):
         if not os.path.exists(path):
             raise VideoError(f"cannot open '{path}': no such file")
         self._path = path
-        cmd = [_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", os.fspath(path)]
+        cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", os.fspath(path)]
         if frames is not None:
             cmd += ["-frames:v", str(frames)]
         cmd += ["-f", "yuv4mpegpipe", "-pix_fmt", "yuv420p", "-"]

