@@ -39,9 +39,8 @@ MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (def
 def _model(motion: str, weights: str | None):
     """Weights of a motion approach (the shipped file unless ``weights`` is given) and their hash."""
     from .codec.model import load, weights_path
-    from .motion import available
-    if motion not in available():
-        raise FlowcodecError(f"unknown motion approach '{motion}' (available: {', '.join(available())})")
+    from .motion import require
+    require(motion)
     model, digest = load(weights or weights_path(motion))
     if model.motion_name != motion:
         raise FlowcodecError(f"weights {weights} are for motion '{model.motion_name}', not '{motion}'")

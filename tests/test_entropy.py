@@ -164,3 +164,17 @@ def test_decode_refuses_a_stream_that_is_not_exactly_its_symbols(codec, damage):
     with pytest.raises(BitstreamError), torch.no_grad():
         codec(None, 2, dec, "t", SIZE)
         dec.finish()
+
+
+def test_prior_table_follows_new_weights():
+    """The range coder's pmf table of a hyper-latent prior is cached, but loading other weights into
+    the same prior (as ``load_state_dict`` does, in place) must give the new table, not the cached one."""
+    torch.manual_seed(0)
+    a, b = FactorizedPrior(4), FactorizedPrior(4)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn_like(p))
+    before = _z_tables(a).copy()
+    assert np.array_equal(_z_tables(a), before)  # cached
+    a.load_state_dict(b.state_dict())
+    assert np.array_equal(_z_tables(a), _z_tables(b)) and not np.array_equal(_z_tables(a), before)

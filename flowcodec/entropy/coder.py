@@ -54,12 +54,14 @@ def _place(values: np.ndarray, shape, keep) -> torch.Tensor:
 
 
 def _z_tables(prior: FactorizedPrior) -> np.ndarray:
-    """Cached pmf table of a prior; computed once per weights (it depends on nothing else)."""
-    table = getattr(prior, "_pmf_cache", None)
-    if table is None:
-        table = prior.pmf_table().astype(np.float32)
-        prior._pmf_cache = table
-    return table
+    """The pmf table of a prior, cached until its weights change (it depends on nothing else): the
+    cache is keyed on the parameters' in-place version counters, which loading or training bumps."""
+    key = tuple((p.data_ptr(), p._version) for p in prior.parameters())
+    cached = getattr(prior, "_pmf_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, prior.pmf_table().astype(np.float32))
+        prior._pmf_cache = cached
+    return cached[1]
 
 
 class Train:

@@ -29,6 +29,7 @@ import numpy as np
 
 from flowcodec.errors import FlowcodecError, VideoError
 from flowcodec.io.ffmpeg import raw_to_frame, run_ffmpeg
+from flowcodec.io.y4m import Y4MReader
 from flowcodec.eval.metrics import psnr_yuv
 
 HEVC_QPS = (22, 27, 32, 37, 42)
@@ -95,16 +96,13 @@ def _ffmpeg(args, what):
 
 
 def _y4m_size(path):
-    """Width and height from a y4m header; VideoError unless the file is 8-bit 4:2:0 y4m."""
-    with open(path, "rb") as f:
-        tokens = f.readline().split()
-    if not tokens or tokens[0] != b"YUV4MPEG2":
-        raise VideoError(f"{path} is not a y4m file")
-    fields = {t[:1]: t[1:].decode() for t in tokens[1:]}
-    chroma = fields.get(b"C", "420jpeg")
-    if chroma not in ("420", "420jpeg", "420mpeg2", "420paldv"):
-        raise VideoError(f"{path}: only 8-bit 4:2:0 y4m is supported, not C{chroma}")
-    return int(fields[b"W"]), int(fields[b"H"])
+    """Width and height from a y4m header (read by ``io.y4m``); VideoError unless the file is 8-bit
+    4:2:0 y4m, the format the anchors' encoders are fed."""
+    with Y4MReader(path) as src:
+        info = src.info
+    if info.bitdepth != 8 or info.chroma != "420":
+        raise VideoError(f"{path}: only 8-bit 4:2:0 y4m is supported")
+    return info.width, info.height
 
 
 def _frame_bytes(width, height, pix_fmt):

@@ -35,7 +35,7 @@ from ..codec.inter import TAGS
 from ..codec.options import QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
-from ..motion import available
+from ..motion import require
 from .anchors import ANCHORS, available_encoders, read_frames, run_anchor
 from .metrics import bd_rate, msssim_rgb, psnr_yuv
 
@@ -59,8 +59,7 @@ def _check_request(clips, motions, qualities, anchors, weights):
     if len({_name(c) for c in clips}) < len(clips):
         raise FlowcodecError("two clips have the same file name; results are kept by name")
     for m in motions:
-        if m not in available():
-            raise FlowcodecError(f"unknown motion approach '{m}' (available: {', '.join(available())})")
+        require(m)
         path = weights_for(weights, m) or weights_path(m)
         try:
             model = load(path)[0]

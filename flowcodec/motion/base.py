@@ -138,8 +138,13 @@ def check(module: MotionModel) -> MotionModel:
     return module
 
 
-def create(name: str, **kwargs) -> MotionModel:
+def require(name: str):
+    """FlowcodecError (one line, naming the choices) unless ``name`` is a registered motion approach."""
     if name not in _REGISTRY:
         from ..errors import FlowcodecError
         raise FlowcodecError(f"unknown motion approach '{name}' (available: {', '.join(available())})")
+
+
+def create(name: str, **kwargs) -> MotionModel:
+    require(name)
     return check(_REGISTRY[name](**kwargs))
