@@ -77,3 +77,26 @@ def test_adaptive_intra_at_a_scene_cut(clip, adaptive):
         assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload), recon))
     intra = [i for i, t in enumerate(types) if t != FrameType.INTER]
     assert intra == ([0, 3, 6] if adaptive else [0, 4])
+
+
+def test_a_shorter_ladder_file_loads_with_its_levels_unchanged(tmp_path, clip):
+    """Weights saved with 6 quality levels (the shipped files) load into the 9-level ladder: the file
+    and its hash stay as they are, levels 1-6 code exactly as the 6-level model does (so streams written
+    before the ladder grew decode unchanged), and levels 7-9 continue the gains' trend."""
+    from flowcodec.codec.model import VideoModel, load_part, save
+    frames, info = clip
+    torch.manual_seed(5)
+    path = str(tmp_path / "six.safetensors")
+    save(VideoModel("pyramid", 6), path)
+    six = VideoModel("pyramid", 6)
+    load_part(six, path)
+    nine, _ = load(path)
+    assert six.levels == 6 and nine.levels == len(LAMBDAS) == 9
+    for quality in (1, 6):
+        coded = []
+        for model in (six.eval(), nine):
+            enc = SequenceEncoder(model, info.width, info.height, quality, adaptive_intra=False)
+            coded.append([enc.encode(f)[1] for f in frames[:3]])
+        assert coded[0] == coded[1]
+    gains = nine.inter.res.gain.detach().abs().mean(1)
+    assert (gains[1:] > gains[:-1]).all()  # finer quantization at every further level

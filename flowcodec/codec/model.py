@@ -65,8 +65,8 @@ def load(path: str) -> tuple[VideoModel, bytes]:
     try:
         with safe_open(path, "pt") as f:
             config = json.loads((f.metadata() or {})["config"])
-        model = VideoModel(**config)
-        model.load_state_dict(load_file(path))
+        model = VideoModel(**{**config, "levels": max(config.get("levels", QUALITIES), QUALITIES)})
+        model.load_state_dict(_widened(load_file(path), model))
     except Exception as e:  # any malformed or mismatched file: one line, not a traceback
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise FlowcodecError(f"cannot load weights {path}: {msg}") from None
@@ -85,11 +85,16 @@ def load_part(model: VideoModel, path: str, prefix: str = ""):
     unknown = sorted(set(state) - set(model.state_dict()))
     if unknown:
         raise FlowcodecError(f"{path}: unknown tensors {', '.join(unknown[:3])}")
+    model.load_state_dict(_widened(state, model), strict=False)
+
+
+def _widened(state: dict, model: VideoModel) -> dict:
+    """``state`` with every per-level gain table that has fewer levels than ``model`` continued by
+    ``widen_ladder``: a file trained on a shorter λ ladder loads into the current ladder, its own levels
+    unchanged (so its bitstreams decode as before) and the finer levels extrapolated."""
     own = model.state_dict()
-    for k, v in state.items():
-        if k.endswith("gain") and v.shape[0] < own[k].shape[0]:
-            state[k] = widen_ladder(v, own[k].shape[0])
-    model.load_state_dict(state, strict=False)
+    return {k: widen_ladder(v, own[k].shape[0]) if k.endswith("gain") and k in own
+            and v.shape[0] < own[k].shape[0] else v for k, v in state.items()}
 
 
 def widen_ladder(table: torch.Tensor, levels: int) -> torch.Tensor:
