@@ -373,7 +373,9 @@ def report(out):
     (rd_head, rd), (bd_head, bd) = _formatted(results)
     frames = results["protocol"]["frames"]
     note = (f"{'first ' + str(frames) if frames else 'all'} frames, intra period "
-            f"{results['protocol']['intra_period']}; bpp from the file size (headers included); "
+            f"{results['protocol']['intra_period']}"
+            f"{', adaptive intra frames' if results['protocol'].get('adaptive_intra') else ''}"
+            "; bpp from the file size (headers included); "
             "PSNR-YUV = (6Y+U+V)/8 per frame, averaged; enc/dec: whole-process wall seconds.\n"
             "BD-rate: pchip over the overlapping PSNR-YUV range, negative = flowcodec saves bits; "
             "mean over the clips where it is defined (count in brackets).")
