@@ -22,7 +22,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from flowcodec.eval.run import _bd
+from flowcodec.eval.run import points_bd_rate
 from flowcodec.frames import to_frame
 from flowcodec.io import VideoInfo, Y4MWriter
 from flowcodec.train.data import PLASMA, _rgb_to_yuv, camera_clip
@@ -90,7 +90,7 @@ def report(folder):
         anchor = [p for p in clip["points"] if p["codec"] == ANCHOR]
         for motion in sorted({p["codec"] for p in clip["points"] if p["kind"] == "flowcodec"}):
             points = [p for p in clip["points"] if p["codec"] == motion]
-            bd = _bd(anchor, points)
+            bd = points_bd_rate(anchor, points)
             bad = sum(worse_than_intra(p["frames"]) for p in points)
             p_frames = sum(f["type"] == "INTER" for p in points for f in p["frames"])
             intra = sum(f["type"] != "INTER" for p in points for f in p["frames"])

@@ -259,7 +259,7 @@ def _progress(clip, p):
             f"enc {p['enc_s']:.2f} s, dec {p['dec_s']:.2f} s")
 
 
-def _bd(anchor, test):
+def points_bd_rate(anchor, test):
     """BD-rate (%) of test vs anchor points; NaN when it is undefined (too few points, no overlap,
     repeated PSNR values)."""
     try:
@@ -299,7 +299,7 @@ def bd_rows(results):
         tests, anchors = _by_codec(clip["points"], "flowcodec"), _by_codec(clip["points"], "anchor")
         for t, tp in tests.items():
             for a, ap in anchors.items():
-                pairs.setdefault((t, a), {})[name] = _bd(ap, tp)
+                pairs.setdefault((t, a), {})[name] = points_bd_rate(ap, tp)
     rows = []
     for (t, a), per_clip in pairs.items():
         values = [per_clip.get(name, float("nan")) for name in clips]
