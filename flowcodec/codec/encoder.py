@@ -118,7 +118,7 @@ class SequenceEncoder(SequenceDecoder):
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
-        returns (frame type, payload, state after the frame)."""
+        returns ((frame type, payload, state after the frame), its R + λ·D)."""
         options, size = [], (self.width, self.height)
         if self.intra_mode != "learned":
             payload = encode_intra(frame, INTRA_QP[self.level])
@@ -128,7 +128,7 @@ class SequenceEncoder(SequenceDecoder):
             coder = Encode(intra.TAGS)
             x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
             options.append((FrameType.INTRA_LEARNED, payload_pack(*coder.payloads()), self._intra_state(x_hat)))
-        return min(options, key=lambda o: self._cost(frame, o))
+        return min(((o, self._cost(frame, o)) for o in options), key=lambda c: c[1])
 
     def _cost(self, frame, option):
         """R + λ·D of a coded option (frame type, payload, state after the frame)."""
@@ -139,13 +139,14 @@ class SequenceEncoder(SequenceDecoder):
     def encode(self, frame):
         """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
         if self.since_intra % self.intra_period == 0:
-            option = self._intra(frame)
+            option, cost = self._intra(frame)
         else:
             option = (FrameType.INTER, *self._inter(to_tensor(frame, self.width, self.height)))
-            if self.adaptive_intra and self._cost(frame, option) >= INTRA_TRIAL * self.intra_cost:
-                option = min((option, self._intra(frame)), key=lambda o: self._cost(frame, o))
+            cost = self._cost(frame, option)
+            if self.adaptive_intra and cost >= INTRA_TRIAL * self.intra_cost:
+                option, cost = min((option, cost), self._intra(frame), key=lambda c: c[1])
         if option[0] != FrameType.INTER:
-            self.since_intra, self.intra_cost = 0, self._cost(frame, option)
+            self.since_intra, self.intra_cost = 0, cost
         self.since_intra += 1
         ftype, payload, state = option
         return ftype, payload, self._accept(state)

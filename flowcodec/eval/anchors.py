@@ -89,7 +89,8 @@ def _ffmpeg(args, what):
     seconds = time.perf_counter() - start
     if proc.returncode:
         # encoder libraries print their own info/warning lines on stderr; report the first other line
-        lines = [l for l in proc.stderr.decode(errors="replace").splitlines() if l.strip() and "info]" not in l and "warn" not in l]
+        lines = [l for l in proc.stderr.decode(errors="replace").splitlines()
+                 if l.strip() and "info]" not in l and "warn" not in l]
         reason = lines[0] if lines else f"ffmpeg exit code {proc.returncode}"
         raise FlowcodecError(f"{what} failed: {reason}")
     return seconds

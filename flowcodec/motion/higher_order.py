@@ -20,7 +20,7 @@ from.
 """
 from .base import DecodedPictures, register
 from .pyramid import PyramidFlow
-from .warp import warp
+from .warp import carried, warp
 
 
 @register("higher_order")
@@ -34,8 +34,7 @@ class HigherOrderFlow(PyramidFlow):
     def predict(self, state: DecodedPictures, k: int):
         if k == 0:
             return None
-        m1 = state.motion[0][:, :2]
-        v = warp(m1, m1)  # m1 carried along itself onto the current grid
+        v = carried(state.motion[0][:, :2])
         if k == 1:
             return v
         return 2 * v - warp(state.motion[1][:, :2], 2 * v)  # m2 where the pixel was at t-2

@@ -21,7 +21,7 @@ from ..frames import unpack
 from ..layers import conv
 from .base import DecodedPictures, register
 from .pyramid import PyramidFlow
-from .warp import occluded, warp
+from .warp import carried, occluded
 
 SMOOTH = 0.01  # weight of the spatial smoothness term (per luma pixel of flow gradient)
 CONSISTENT = 0.01  # weight of the temporal consistency term (per luma pixel of flow difference)
@@ -51,8 +51,7 @@ class TemporalFlow(PyramidFlow):
     def predict(self, state: DecodedPictures, k: int):
         if k == 0:
             return None
-        prev = state.motion[0][:, :2]
-        guess = warp(prev, prev)  # carried along itself onto the current grid: constant velocity
+        guess = carried(state.motion[0][:, :2])
         small = F.avg_pool2d(torch.cat((guess / UNIT, unpack(state.ref)[0]), 1), STEP)
         return guess + F.interpolate(self.correct(small), scale_factor=STEP, mode="bilinear",
                                      align_corners=False) * UNIT

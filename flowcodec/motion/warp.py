@@ -16,6 +16,12 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
                          align_corners=True)
 
 
+def carried(flow: torch.Tensor) -> torch.Tensor:
+    """The backward flow ``flow`` (B,2,H,W) of the last frame carried along itself onto the current
+    grid: each pixel's motion if it kept its last velocity (the constant-velocity prediction)."""
+    return warp(flow, flow)
+
+
 def downsample_flow(flow: torch.Tensor) -> torch.Tensor:
     """Flow at half resolution, in half-resolution pixels."""
     return F.avg_pool2d(flow, 2) * 0.5
