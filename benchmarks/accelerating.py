@@ -10,8 +10,9 @@ with a slight zoom and rotation that speed up too, or at constant velocity. Eval
 
 ``epe`` then decodes every bitstream of that evaluation and prints, per clip, motion approach and
 quality, the end-point error of the decoded motion field against the ground truth (luma pixels, mean
-over the P-frames, 16-pixel border excluded), the share of P-frames using each motion predictor, and
-the motion share of the P-frame bits:
+over the P-frames, 16-pixel border excluded), for ``decomposed`` that of its global (camera) field alone
+over the P-frames that code one, the share of P-frames using each motion predictor, and the motion
+share of the P-frame bits (global parameters included):
 
     python benchmarks/accelerating.py epe rendered/eval
 """
@@ -28,6 +29,7 @@ from flowcodec.codec.model import load, weights_path
 from flowcodec.entropy.coder import Decode
 from flowcodec.frames import to_frame
 from flowcodec.io import VideoInfo, Y4MWriter, open_video
+from flowcodec.motion.decomposed import global_field
 from flowcodec.train.data import camera_clip
 
 FRAMES = 33
@@ -69,24 +71,35 @@ def render(dev, out):
 
 
 class _Choices(Decode):
-    """Decode that remembers the motion predictor of each P-frame."""
-    chosen = []
+    """Decode that remembers the motion predictor of each P-frame and the last global motion
+    parameters decoded (``decomposed``)."""
+    chosen, params = [], None
 
     def choice(self, value, n):
         k = super().choice(value, n)
         _Choices.chosen.append(k)
         return k
 
+    def integers(self, values, scales, tag):
+        _Choices.params = super().integers(values, scales, tag)
+        return _Choices.params
+
 
 class _Decoder(SequenceDecoder):
     coder = _Choices
+
+
+def _epe(field, truth):
+    """Mean end-point error (luma pixels) of a field against the ground truth, border excluded."""
+    return torch.linalg.vector_norm(field - truth, dim=0)[BORDER:-BORDER, BORDER:-BORDER].mean().item()
 
 
 def epe(folder):
     with open(os.path.join(folder, "results.json")) as f:
         results = json.load(f)
     weights = results["protocol"]["weights"]
-    print(f"{'clip':>18} {'motion':>13} {'q':>2} {'EPE px':>7} {'predictors 0/1/2':>17} {'motion share':>12}")
+    print(f"{'clip':>18} {'motion':>13} {'q':>2} {'EPE px':>7} {'global EPE':>10} {'predictors 0/1/2':>17} "
+          f"{'motion share':>12}")
     for name, clip in results["clips"].items():
         truth = torch.from_numpy(np.load(os.path.splitext(clip["path"])[0] + ".flow.npy"))
         for p in clip["points"]:
@@ -95,21 +108,26 @@ def epe(folder):
             path = (os.path.join(weights, p["codec"] + ".safetensors") if weights and os.path.isdir(weights)
                     else weights or weights_path(p["codec"]))
             model, _ = load(path)
-            errors, _Choices.chosen = [], []
+            errors, global_errors, _Choices.chosen = [], [], []
             with open(os.path.join(folder, p["bitstream"]), "rb") as f:
                 reader = Reader(f)
                 h = reader.header
                 dec = _Decoder(model, h.width, h.height, h.quality)
                 for t, (ftype, payload) in enumerate(reader):
+                    _Choices.params = None
                     dec.decode(ftype, payload)
                     if ftype == FrameType.INTER:
                         field = dec.last[2][0, :2, : h.height, : h.width]
-                        err = torch.linalg.vector_norm(field - truth[t - 1], dim=0)
-                        errors.append(err[BORDER:-BORDER, BORDER:-BORDER].mean().item())
+                        errors.append(_epe(field, truth[t - 1]))
+                        if _Choices.params is not None and _Choices.params.numel():
+                            camera = global_field(_Choices.params, field.shape[-2:], (h.width, h.height))[0]
+                            global_errors.append(_epe(camera, truth[t - 1]))
             counts = np.bincount(_Choices.chosen, minlength=3) if _Choices.chosen else np.zeros(3, int)
             inter = [fr for fr in p["frames"] if fr["type"] == "INTER"]
-            share = sum(fr["motion_bytes"] for fr in inter) / max(1, sum(fr["bytes"] for fr in inter))
-            print(f"{name:>18} {p['codec']:>13} {p['quality']:>2} {np.mean(errors):7.3f} "
+            motion = sum(fr["motion_bytes"] + fr.get("global_bytes", 0) for fr in inter)
+            share = motion / max(1, sum(fr["bytes"] for fr in inter))
+            camera = f"{np.mean(global_errors):10.3f}" if global_errors else f"{'-':>10}"
+            print(f"{name:>18} {p['codec']:>13} {p['quality']:>2} {np.mean(errors):7.3f} {camera} "
                   f"{'/'.join(str(c) for c in counts):>17} {100 * share:11.1f}%")
 
 

@@ -53,7 +53,8 @@ import torch
 
 import flowcodec
 from flowcodec import cli
-from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, FrameType, _record_crc, payload_pack
+from flowcodec.codec.bitstream import (_PREFIX, _RECORD, _U32, FrameType, _record_crc, _varint, payload_pack,
+                                       payload_unpack)
 from flowcodec.io import VideoInfo, Y4MWriter, open_video
 
 CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
@@ -98,13 +99,26 @@ def set_header(header, field, value):
 
 
 def substreams(payload):
-    """The (u32 length, bytes) sub-streams of a learned payload, as far as they parse."""
-    subs, pos = [], 0
-    while pos + _U32.size <= len(payload):
-        (n,) = _U32.unpack_from(payload, pos)
-        subs.append(payload[pos + _U32.size:pos + _U32.size + n])
-        pos += _U32.size + n
+    """The (tag id, bytes) sub-streams of a learned payload, as far as they parse, each with the offset
+    of its length field: [(tag, bytes, offset)]."""
+    subs, pos = [], 1
+    while pos + 2 <= len(payload):
+        n, shift, end = 0, 0, pos + 1
+        while end < len(payload) and payload[end] & 0x80 and shift < 28:
+            n |= (payload[end] & 0x7F) << shift
+            shift, end = shift + 7, end + 1
+        if end >= len(payload):
+            break
+        n |= payload[end] << shift
+        subs.append((payload[pos], payload[end + 1:end + 1 + n], pos + 1))
+        pos = end + 1 + n
     return subs
+
+
+def pack(subs):
+    """A payload of (tag id, bytes, ...) sub-streams, whatever the ids (``payload_pack`` refuses bad
+    ones)."""
+    return bytes([len(subs) % 256]) + b"".join(bytes([t % 256]) + _varint(len(s)) + s for t, s, *_ in subs)
 
 
 def boundaries(data):
@@ -117,9 +131,9 @@ def boundaries(data):
         cuts |= {pos + 1, pos + 5, pos + _RECORD.size}
         start = pos + _RECORD.size
         if t != FrameType.INTRA_HEVC:
-            for s in substreams(p):
-                cuts |= {start + _U32.size, start + _U32.size + len(s)}
-                start += _U32.size + len(s)
+            for _, s, at in substreams(p):  # tag, length, data, end
+                body = start + at + len(_varint(len(s)))
+                cuts |= {start + at - 1, start + at, body, body + len(s)}
         pos += _RECORD.size + len(p)
         cuts.add(pos)
     return sorted(c for c in cuts if c < len(data))
@@ -185,9 +199,9 @@ def header_value(rng, seeds):
         header = set_header(header, f, value)
         what.append(f"{f}={value}")
     if rng.random() < 0.2:  # and a learned intra frame of next to nothing: a tiny stream claiming a lot
-        records = [(FrameType.INTRA_LEARNED, payload_pack(rng.randbytes(4 * rng.choice([0, 0, 1, 2, 16]))))]
+        records = [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [rng.randbytes(4 * rng.choice([0, 0, 1, 2, 16]))]))]
         header = set_header(header, "frame_count", 1)
-        what.append(f"one learned intra record of {len(records[0][1]) - 4} bytes")
+        what.append(f"one learned intra record of {len(payload_unpack(records[0][1])[1][0])} bytes")
     return Case("header value", ", ".join(what), join(header, records), "recomputed")
 
 
@@ -229,7 +243,7 @@ def payload_edit(rng, seeds):
     other = rng.choice(split(rng.choice(seeds.streams))[1])
     ops = ["flip", "run", "truncate", "append", "empty", "random", "retype", "transplant"]
     ops += ["sub flip", "sub empty", "sub shorter", "sub longer", "sub zero", "sub swap", "sub other",
-            "sub length"] * 2 if subs else []
+            "sub length", "sub tag"] * 2 if subs else []
     op = rng.choice(ops)
     k = rng.randrange(len(subs)) if subs else 0
     words = lambda n: rng.randbytes(4 * n)
@@ -250,13 +264,16 @@ def payload_edit(rng, seeds):
     elif op == "transplant":
         p = other[1]
     elif op == "sub length":
-        off = sum(_U32.size + len(s) for s in subs[:k])
-        b = bytearray(p)
-        struct.pack_into("<I", b, off, rng.choice([0, 1, 4, len(subs[k]) + 4, max(len(subs[k]) - 4, 0),
-                                                   0xFFFFFFFF]))
-        p = bytes(b)
+        tag, s, at = subs[k]
+        n = len(s)
+        length = rng.choice([_varint(v) for v in (0, 1, 4, n + 4, max(n - 4, 0), 2**28 - 1)]
+                            + [b"\xff\xff\xff\xff\x01", _varint(n)[:-1], b"\x80" * len(_varint(n)) + b"\x00"])
+        p = p[:at] + length + p[at + len(_varint(n)):]
+    elif op == "sub tag":
+        subs[k] = (rng.choice([x for x in range(8) if x != subs[k][0]] + [255]), subs[k][1])
+        p = pack(subs)
     else:
-        s = subs[k]
+        tag, s, _ = subs[k]
         if op == "sub flip":
             s = flip(s, rng, rng.choice([1, 1, 2, 8]))
         elif op == "sub empty":
@@ -270,11 +287,11 @@ def payload_edit(rng, seeds):
         elif op == "sub swap":
             subs = subs[::-1]
         else:
-            donors = substreams(other[1]) if other[0] != FrameType.INTRA_HEVC else [other[1]]
+            donors = [d for _, d, _ in substreams(other[1])] if other[0] != FrameType.INTRA_HEVC else [other[1]]
             s = rng.choice(donors) if donors else s
         if op != "sub swap":
-            subs[k] = s
-        p = payload_pack(*subs)
+            subs[k] = (tag, s)
+        p = pack(subs)
     records[i] = (t, p)
     return Case("payload", f"record {i} (type {int(records[i][0])}): {op}, sub-stream {k}",
                 join(header, records), "recomputed")

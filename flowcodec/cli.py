@@ -151,18 +151,25 @@ def _decode(a):
 
 
 def _info(a):
-    from .codec.bitstream import Reader
+    """The header, and the payload bytes per frame and per tagged sub-stream (no model needed)."""
+    from .codec.bitstream import FrameType, Reader, payload_unpack
     with _open_bitstream(a.input) as f:
         r = Reader(f)
         h = r.header
         print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
               f"fps {h.fps_num}/{h.fps_den}  quality {h.quality}  intra period {h.intra_period}")
-        total = 0
+        total, streams = 0, {}
         for i, (ftype, payload) in enumerate(r):
             total += len(payload)
+            parts = {"hevc": len(payload)} if ftype == FrameType.INTRA_HEVC else {
+                t: len(c) for t, c in zip(*payload_unpack(payload))}
+            for t, n in parts.items():
+                streams[t] = streams.get(t, 0) + n
             if a.frames:
-                print(f"frame {i:5d} {ftype.name:12s} {len(payload):8d} bytes")
-        print(f"{r.frames_read} frames, {total} payload bytes")
+                print(f"frame {i:5d} {ftype.name:12s} {len(payload):8d} bytes  "
+                      + " ".join(f"{t} {n}" for t, n in parts.items()))
+        print(f"{r.frames_read} frames, {total} payload bytes: "
+              + ", ".join(f"{t} {n}" for t, n in streams.items()))
 
 
 def _demo(a):

@@ -12,15 +12,14 @@ import pytest
 
 from flowcodec.codec.bitstream import (
     MAX_PAYLOAD, UNKNOWN_FRAMES, FrameType, Header, Reader, Writer,
-    payload_pack, payload_unpack,
+    STREAMS, payload_pack, payload_unpack,
 )
 from flowcodec.errors import BitstreamError
 
 HASH = bytes.fromhex("0123456789abcdef")
 FRAMES = [
     (FrameType.INTRA_HEVC, b"hevc-intra-picture" * 2),
-    (FrameType.INTER, payload_pack(payload_pack(b"hyper", b"motion-latent"),
-                                   payload_pack(b"hy", b"residual"))),
+    (FrameType.INTER, payload_pack(("motion", "residual"), (b"motion-latent", b"residual"))),
     (FrameType.INTER, b""),
     (FrameType.INTRA_LEARNED, bytes(range(40))),
 ]
@@ -47,14 +46,14 @@ class OneWay:
 
 def make_header(**changes):
     fields = dict(width=64, height=48, fps_num=30000, fps_den=1001, frame_count=len(FRAMES),
-                  intra_period=8, quality=3, model_id="pyramid-v2", weights_hash=HASH)
+                  intra_period=8, quality=3, model_id="pyramid-v3", weights_hash=HASH)
     fields.update(changes)
     return Header(**fields)
 
 
-def raw_header(magic=b"FCDC", version=2, header_len=None, width=64, height=48, fps_num=30000,
+def raw_header(magic=b"FCDC", version=3, header_len=None, width=64, height=48, fps_num=30000,
                fps_den=1001, frame_count=len(FRAMES), intra_period=8, quality=3, flags=0,
-               model_id=b"pyramid-v2", weights_hash=HASH, crc=None):
+               model_id=b"pyramid-v3", weights_hash=HASH, crc=None):
     """Header bytes built straight from the spec in docs/bitstream.md."""
     fields = struct.pack("<HHIIIHBBB", width, height, fps_num, fps_den, frame_count,
                          intra_period, quality, flags, len(model_id)) + model_id + weights_hash
@@ -90,12 +89,12 @@ def decode(data, seekable=True, **expect):
 
 def test_header_matches_spec_layout():
     assert make_header().pack() == raw_header()
-    assert len(raw_header()) == 40 + len("pyramid-v2")
+    assert len(raw_header()) == 40 + len("pyramid-v3")
 
 
 def test_round_trip_bytesio():
     data = encode()
-    header, records = decode(data, expected_model_id="pyramid-v2", expected_hash=HASH)
+    header, records = decode(data, expected_model_id="pyramid-v3", expected_hash=HASH)
     assert header == make_header()
     assert records == FRAMES
     assert all(type(t) is FrameType for t, _ in records)
@@ -111,7 +110,7 @@ def test_round_trip_real_file(tmp_path):
         writer.finish()
     assert path.stat().st_size == writer.bytes_written
     with open(path, "rb") as f:
-        reader = Reader(f, expected_model_id="pyramid-v2", expected_hash=HASH)
+        reader = Reader(f, expected_model_id="pyramid-v3", expected_hash=HASH)
         assert list(reader) == FRAMES
         assert reader.frames_read == len(FRAMES)
 
@@ -185,8 +184,9 @@ def test_writer_refuses_invalid_header():
     (b"RIFF" + raw_header()[4:], r"not a flowcodec bitstream \(bad magic\)"),
     (b"FC", "truncated"),
     (b"FX", "bad magic"),
-    (raw_header(version=3), r"bitstream format version 3 is newer than this decoder \(2\)"),
-    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(2\)"),
+    (raw_header(version=4), r"bitstream format version 4 is newer than this decoder \(3\)"),
+    (raw_header(version=2), r"bitstream format version 2 is older than this decoder \(3\)"),
+    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(3\)"),
     (raw_header(version=0), "version 0"),
     (raw_header(header_len=10), "out of bounds"),
     (raw_header(header_len=2000), "out of bounds"),
@@ -221,10 +221,10 @@ def test_header_length_inconsistent_with_model_id():
 def test_model_and_weights_mismatch():
     data = encode()
     with pytest.raises(BitstreamError,
-                       match="bitstream was made by model 'pyramid-v2', this decoder has 'raft-v2'"):
-        decode(data, expected_model_id="raft-v2")
+                       match="bitstream was made by model 'pyramid-v3', this decoder has 'raft-v3'"):
+        decode(data, expected_model_id="raft-v3")
     with pytest.raises(BitstreamError, match="made with different weights"):
-        decode(data, expected_model_id="pyramid-v2", expected_hash=bytes(8))
+        decode(data, expected_model_id="pyramid-v3", expected_hash=bytes(8))
 
 
 # --- record errors -------------------------------------------------------------
@@ -329,23 +329,41 @@ def test_every_single_bit_flip_is_detected(count):
 # --- sub-stream packing --------------------------------------------------------
 
 def test_payload_pack_round_trip():
-    chunks = [b"motion", b"", b"residual" * 50, b"\x00side"]
-    packed = payload_pack(*chunks)
-    assert packed[:4] == struct.pack("<I", 6)
-    assert payload_unpack(packed, 4) == chunks
-    assert payload_unpack(payload_pack(), 0) == []
-    inner = payload_unpack(payload_unpack(FRAMES[1][1], 2)[0], 2)
-    assert inner == [b"hyper", b"motion-latent"]
+    tags, chunks = ["motion", "global", "residual"], [b"motion", b"", b"residual" * 50]
+    packed = payload_pack(tags, chunks)
+    # count; tag, length 6 (one byte), data; tag, length 0; tag, length 400 = 0x190 (LEB128: 0x90 0x03)
+    assert packed[:11] == bytes([3, STREAMS.index("motion"), 6]) + b"motion" + bytes([STREAMS.index("global"), 0])
+    assert packed[11:15] == bytes([STREAMS.index("residual"), 0x90, 0x03]) + b"r"
+    assert len(packed) == 1 + 2 + 6 + 2 + 3 + 400
+    assert payload_unpack(packed) == (tags, chunks)
+    assert payload_unpack(FRAMES[1][1]) == (["motion", "residual"], [b"motion-latent", b"residual"])
+    big = b"x" * (2**21 + 5)  # a length of 4 LEB128 bytes
+    assert payload_unpack(payload_pack(["intra"], [big])) == (["intra"], [big])
+    for bad in ((["motion", "motion"], [b"", b""]), (["motion"], [b"", b""]), (["side"], [b""]), ([], [])):
+        with pytest.raises((ValueError, IndexError)):
+            payload_pack(*bad)
 
 
 def test_payload_unpack_rejects_inconsistent_data():
-    packed = payload_pack(b"motion", b"residual")
+    packed = payload_pack(("motion", "residual"), (b"motion", b"residual"))
     for n in range(len(packed)):
         with pytest.raises(BitstreamError):
-            payload_unpack(packed[:n], 2)
-    with pytest.raises(BitstreamError, match="after 1 sub-streams"):
-        payload_unpack(packed, 1)
-    with pytest.raises(BitstreamError, match="sub-stream 2 length is missing"):
-        payload_unpack(packed, 3)
-    with pytest.raises(BitstreamError, match="declares 4294967295 bytes"):
-        payload_unpack(b"\xff\xff\xff\xff" + b"x" * 10, 1)
+            payload_unpack(packed[:n])
+    with pytest.raises(BitstreamError, match="after 2 sub-streams"):
+        payload_unpack(packed + b"x")
+    with pytest.raises(BitstreamError, match="sub-stream 2 is missing"):
+        payload_unpack(b"\x03" + packed[1:])
+    with pytest.raises(BitstreamError, match="0 sub-streams"):
+        payload_unpack(b"\x00")
+    with pytest.raises(BitstreamError, match="declares 268435455 bytes"):
+        payload_unpack(b"\x01\x01\xff\xff\xff\x7f" + b"x" * 10)
+    with pytest.raises(BitstreamError, match="more than 4 bytes"):
+        payload_unpack(b"\x01\x01\xff\xff\xff\xff\x01" + b"x" * 10)
+    with pytest.raises(BitstreamError, match="not minimally coded"):
+        payload_unpack(b"\x01\x01\x86\x00motion")
+    with pytest.raises(BitstreamError, match="length is cut off"):
+        payload_unpack(b"\x01\x01\x86")
+    with pytest.raises(BitstreamError, match="unknown tag 9"):
+        payload_unpack(b"\x01\x09" + packed[2:9])
+    with pytest.raises(BitstreamError, match="repeated tag 1"):
+        payload_unpack(b"\x02" + packed[1:9] + packed[1:9])

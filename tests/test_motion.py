@@ -1,11 +1,13 @@
 """Motion: backward warping in pixel units, the packed-frame warp, the registry, that the P-frame
 codec is trainable end to end (gradients reach every parameter) and exactly decodable, and the motion
 contract and decoder state over every registered module."""
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from flowcodec.codec.inter import InterCodec, TAGS
+from flowcodec.codec.inter import InterCodec
 from flowcodec.codec.options import QUALITIES
 from flowcodec.entropy.coder import Decode, Encode, Train
 from flowcodec.errors import FlowcodecError
@@ -130,7 +132,7 @@ def test_gradients_reach_every_parameter(name):
     for t in range(3):  # three P-frames: modules that predict motion from the state use it by the third
         coder = Train()
         x_hat, pred, field, state = codec(cur, state, torch.tensor([1]), coder)
-        assert set(coder.bits) == set(TAGS)
+        assert set(coder.bits) == set(codec.tags)
         loss = loss + coder.total().mean() / (64 * 64) + 100 * ((x_hat - cur) ** 2).mean() + ((pred - cur) ** 2).mean()
     loss.backward()
     missing = [n for n, p in codec.named_parameters() if p.grad is None]
@@ -147,10 +149,10 @@ def test_inter_encode_decode_exact(q):
     codec = InterCodec("pyramid", QUALITIES).eval()
     cur, ref = _pair(seed=11)
     with torch.no_grad():
-        enc = Encode(TAGS)
+        enc = Encode(codec.tags)
         state = DecodedPictures.intra(ref)
         x_enc, pred_enc, field_enc, _ = codec(cur, state, q, enc)
-        dec = Decode(TAGS, enc.payloads())
+        dec = Decode(codec.tags, enc.payloads())
         x_dec, pred_dec, field_dec, _ = codec(None, state, q, dec)
     assert torch.equal(field_enc, field_dec)
     assert torch.equal(pred_enc, pred_dec)
@@ -221,10 +223,10 @@ def test_training_state_equals_the_coders_state(name):
     fields = []
     for k in range(codec.motion.usable(state)):
         with torch.no_grad():
-            enc = Encode(TAGS)
+            enc = Encode(codec.tags)
             after_enc = codec(cur, state, 3, enc, predictor=k)[3]
             fields.append(after_enc.motion[0])
-            after_dec = codec(None, state, 3, Decode(TAGS, enc.payloads()))[3]  # reads k from the stream
+            after_dec = codec(None, state, 3, Decode(codec.tags, enc.payloads()))[3]  # reads k from the stream
             after_train = codec(cur, state, 3, Train(noise=False), predictor=k)[3]
         for other in (after_dec, after_train):
             assert len(other.frames) == DEPTH
@@ -333,3 +335,106 @@ def test_temporal_prediction_of_constant_velocity():
     with torch.no_grad():
         err = _epe(m.predict(state, 1), flows[1][None])
     assert err < 0.1 and err < 0.05 * torch.linalg.vector_norm(flows[1], dim=0).mean().item()
+
+
+# --- approach 5 (decomposed): the global camera model ------------------------------------------
+
+def _affine_params(flow):
+    """Ground-truth parameters (a, b, c) in 1/PEL pixel of an affine flow (2,H,W): the flow at the
+    top-left pixel and its change across the width and the height."""
+    from flowcodec.motion.decomposed import PEL
+    h, w = flow.shape[-2:]
+    a = flow[:, 0, 0]
+    b = (flow[:, 0, -1] - a) * w / (w - 1)
+    c = (flow[:, -1, 0] - a) * h / (h - 1)
+    return torch.cat((a, b, c)) * PEL
+
+
+def test_global_fit_recovers_camera_motion():
+    """Pan + zoom + rotation (exactly affine): the fitted affine parameters match the ground truth to
+    1/8 pixel, the field they give matches the flow everywhere, and translation-only gets the mean."""
+    from flowcodec.motion.decomposed import PEL, fit, global_field
+    _, flows = _camera(lambda t: (3.0, -1.5, 1.01, 0.01), frames=2, size=128)
+    gt = flows[:1]
+    params = fit(gt, None, 6)
+    assert (params[0] - _affine_params(gt[0])).abs().max() < 1.0, (params, _affine_params(gt[0]))
+    assert _epe(global_field(params.round(), (128, 128), None), gt, border=1) < 0.1
+    shift = fit(gt, None, 2)[0] / PEL
+    assert torch.allclose(shift, gt[0].mean((1, 2)), atol=0.1), (shift, gt[0].mean((1, 2)))
+
+
+def test_global_fit_ignores_an_object_that_moves_on_its_own():
+    """A camera zoom/pan field with a 40%-of-the-frame object moving its own way, plus noise: the robust
+    fit returns the camera's parameters; a plain least-squares fit (no reweighting) would not."""
+    from flowcodec.motion.decomposed import fit, global_field
+    torch.manual_seed(0)
+    truth = torch.tensor([[24.0, -12.0, -20.0, 6.0, -4.0, -18.0]])  # 1/8 px: pan, zoom out, rotation
+    flow = global_field(truth, (96, 160), None).clone()
+    flow[:, :, 10:70, 20:125] = torch.tensor([-5.0, 4.0])[:, None, None]  # the object
+    flow += 0.2 * torch.randn_like(flow)
+    assert (fit(flow, None, 6) - truth).abs().max() < 1.0
+    # one weighted round from the median: close to plain least squares, and pulled by the object
+    assert (fit(flow, None, 6, rounds=1) - truth).abs().max() > 4.0
+
+
+def test_global_fit_reads_only_the_visible_frame():
+    """Padding replicated past the visible size must not pull the fit: the visible 100×70 of a rotating
+    field, padded with garbage, gives the parameters of the visible part (in its own W×H units)."""
+    from flowcodec.motion.decomposed import fit, global_field
+    truth = torch.tensor([[8.0, 16.0, -24.0, 12.0, 10.0, 30.0]])
+    flow = torch.full((1, 2, 128, 128), 50.0)
+    flow[..., :70, :100] = global_field(truth, (128, 128), (100, 70))[..., :70, :100]
+    assert (fit(flow, (100, 70), 6) - truth).abs().max() < 0.5
+
+
+def test_global_parameters_round_trip_exactly():
+    """Side parameters through the range coder: decoded exactly, clamped to the documented range; the
+    training rate estimate is what the range coder spends."""
+    from flowcodec.entropy.coder import PARAM_RANGE
+    from flowcodec.motion.decomposed import SCALES
+    values = torch.tensor([[0.4, -37.6, 3.0, PARAM_RANGE + 900.0, -5.0, 2.0 * PARAM_RANGE]])
+    want = torch.tensor([[0.0, -38.0, 3.0, PARAM_RANGE, -5.0, PARAM_RANGE]])
+    enc = Encode(("global",))
+    assert torch.equal(enc.integers(values, SCALES, "global"), want)
+    dec = Decode(("global",), enc.payloads())
+    assert torch.equal(dec.integers(None, SCALES, "global"), want)
+    dec.finish()
+    typical = torch.tensor([[70.0, -30.0, 9.0, -4.0, 0.0, 12.0]] * 8)  # 8 frames' parameters
+    enc, train = Encode(("global",)), Train()
+    for row in typical:
+        enc.integers(row[None], SCALES, "global")
+    train.integers(typical, SCALES, "global")
+    bits = train.bits["global"].sum().item()
+    coded = 8 * len(enc.payloads()[0])  # whole 32-bit words
+    assert coded - 64 < bits <= coded, (bits, coded)
+
+
+def test_decomposed_leaves_little_local_motion_on_camera_motion():
+    """With the shipped pyramid's flow estimator, a rendered pan + zoom + rotation is nearly all global:
+    the affine parameters are within a quarter pixel of the truth and the local flow left to code
+    averages under a quarter pixel."""
+    from flowcodec.codec.model import VideoModel, load_part
+    from flowcodec.motion.decomposed import PEL, fit, global_field
+    model = VideoModel("decomposed")
+    load_part(model, os.path.join(os.path.dirname(__file__), "..", "flowcodec", "weights", "pyramid.safetensors"),
+              "inter.motion.")
+    frames, flows = _camera(lambda t: (2.5, -1.25, 1.008, 0.006), frames=2, size=192)
+    with torch.no_grad():
+        est = model.inter.motion.estimate(frames[1:2], DecodedPictures.intra(frames[:1]))
+    params = fit(est, None, 6).round()
+    assert (params[0] - _affine_params(flows[0])).abs().max() < 0.25 * PEL, (params, _affine_params(flows[0]))
+    local = est - global_field(params, (192, 192), None)
+    assert torch.linalg.vector_norm(local, dim=1)[..., 16:-16, 16:-16].mean() < 0.25
+
+
+def test_hyperparameters_travel_in_the_weights_file(tmp_path):
+    """A module's hyperparameters are stored in the weights' config and restored when loaded; an
+    unknown one is refused when the module is built."""
+    from flowcodec.codec.model import VideoModel, load, save
+    model = VideoModel("temporal", hyper={"step": 8})
+    assert model.inter.motion.hyper == {**type(model.inter.motion).hyper, "step": 8}
+    save(model, str(tmp_path / "t.safetensors"))
+    loaded, _ = load(str(tmp_path / "t.safetensors"))
+    assert loaded.inter.motion.hyper["step"] == 8 and loaded.config() == model.config()
+    with pytest.raises(TypeError, match="no hyperparameter radius"):
+        create("pyramid", radius=4)

@@ -182,11 +182,16 @@ def test_intra_period_default_33_frames(tmp_path, weights):
     _encode(src, fcb, weights, recon=rec)
     rc, out, err = cli("info", fcb, "--frames")
     assert rc == 0, err
-    types = re.findall(r"^frame\s+(\d+)\s+(\w+)\s+(\d+) bytes$", out, re.M)
-    assert [int(i) for i, _, _ in types] == list(range(33))
-    assert [t for _, t, _ in types] == ["INTRA_HEVC"] + ["INTER"] * 31 + ["INTRA_HEVC"]
+    types = re.findall(r"^frame\s+(\d+)\s+(\w+)\s+(\d+) bytes  (.*)$", out, re.M)
+    assert [int(i) for i, _, _, _ in types] == list(range(33))
+    assert [t for _, t, _, _ in types] == ["INTRA_HEVC"] + ["INTER"] * 31 + ["INTRA_HEVC"]
     assert "intra period 32" in out
-    assert f"33 frames, {sum(int(b) for _, _, b in types)} payload bytes" in out
+    for _, t, size, parts in types:  # the tagged sub-streams (count, tag, length, data) make the payload
+        streams = {k: int(n) for k, n in re.findall(r"(\w+) (\d+)", parts)}
+        assert list(streams) == (["hevc"] if t == "INTRA_HEVC" else ["motion", "residual"])
+        heads = 0 if t == "INTRA_HEVC" else 1 + sum(2 + (n > 127) for n in streams.values())
+        assert sum(streams.values()) + heads == int(size)
+    assert f"33 frames, {sum(int(b) for _, _, b, _ in types)} payload bytes: hevc " in out
     _decode(fcb, dec, weights)
     assert _bytes(dec) == _bytes(rec)
 
@@ -377,11 +382,12 @@ def test_block_modes_round_trip():
     assert sizes[1] < sizes[0]
 
 
-@pytest.mark.parametrize("motion", ["temporal", "higher_order"])
-def test_motion_with_decoder_state_round_trips(tmp_path, motion):
-    """Modules that predict motion from the decoder state: 20 frames with an intra frame every 8 (the
-    state restarts twice), decoded in another process and through a pipe, equal the encoder's recon.
-    Each P-frame signals its motion predictor; after an intra frame only 'none' is possible."""
+@pytest.mark.parametrize("motion", ["temporal", "higher_order", "decomposed"])
+def test_motion_predictors_round_trip(tmp_path, motion):
+    """Modules that predict motion from the decoder state (temporal, higher_order; after an intra frame
+    only 'none' is possible) or from global parameters in their own sub-stream (decomposed): 20 frames
+    with an intra frame every 8 (the state restarts twice), decoded in another process and through a
+    pipe, equal the encoder's recon. Each P-frame signals its motion predictor."""
     from conftest import make_weights
     weights = make_weights(tmp_path / f"{motion}.safetensors", seed=3, motion=motion)
     src = make_y4m(tmp_path / "c.y4m", 64, 48, 20, seed=7)

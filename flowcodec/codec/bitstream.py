@@ -16,7 +16,9 @@ from typing import BinaryIO, Iterator
 from flowcodec.errors import BitstreamError
 
 MAGIC = b"FCDC"
-VERSION = 2
+VERSION = 3
+STREAMS = ("intra", "motion", "residual", "global")
+"""Sub-stream tags; a payload stores each as its index here (docs/bitstream.md, "Sub-streams")."""
 UNKNOWN_FRAMES = 0xFFFFFFFF
 """frame_count value meaning "read records until end of file"."""
 
@@ -33,6 +35,7 @@ _U32 = struct.Struct("<I")
 _RECORD = struct.Struct("<BII")  # frame type, payload length, record CRC
 _MIN_HEADER_LEN = _FIELDS.size + HASH_LEN  # with an empty model id
 _CHUNK = 2**20  # payloads are read in pieces no larger than this
+_VARINT_BYTES = 4  # sub-stream lengths: 28 bits, enough for MAX_PAYLOAD
 
 
 class FrameType(IntEnum):
@@ -303,30 +306,67 @@ class Reader:
         return FrameType(ftype), payload
 
 
-def payload_pack(*chunks: bytes) -> bytes:
-    """Join sub-streams (e.g. motion and residual bits) into one frame
-    payload, each prefixed by its u32 length."""
-    return b"".join(_U32.pack(len(c)) + bytes(c) for c in chunks)
+def _varint(n: int) -> bytes:
+    """``n`` as an unsigned LEB128 number: 7 bits per byte, low first, the high bit set on all but the
+    last byte."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
 
 
-def payload_unpack(data: bytes, n: int) -> list[bytes]:
-    """Split a payload_pack result back into exactly n sub-streams.
+def _read_varint(data: bytes, pos: int, k: int) -> tuple[int, int]:
+    """The LEB128 number at ``pos`` and the position after it; at most ``_VARINT_BYTES`` bytes, no
+    needless trailing zero byte (so each length has one encoding)."""
+    n = 0
+    for i in range(_VARINT_BYTES):
+        if pos + i >= len(data):
+            raise BitstreamError(f"corrupted payload: sub-stream {k} length is cut off")
+        byte = data[pos + i]
+        n |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i and not byte:
+                raise BitstreamError(f"corrupted payload: sub-stream {k} length is not minimally coded")
+            return n, pos + i + 1
+    raise BitstreamError(f"corrupted payload: sub-stream {k} length has more than {_VARINT_BYTES} bytes")
 
-    Every length is checked against the bytes that remain, and leftover
-    bytes are an error, so a damaged payload never yields wrong slices.
-    """
-    chunks, pos = [], 0
+
+def payload_pack(tags, chunks) -> bytes:
+    """Join a frame's sub-streams into one payload: their count, then per sub-stream its tag's id in
+    ``STREAMS``, its length (LEB128) and its bytes."""
+    tags, chunks = list(tags), list(chunks)
+    if len(tags) != len(chunks) or len(set(tags)) != len(tags) or not 0 < len(tags) <= len(STREAMS):
+        raise ValueError(f"sub-streams {tags} do not pair with {len(chunks)} chunks")
+    return bytes([len(tags)]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
+                                         for t, c in zip(tags, chunks))
+
+
+def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
+    """Split a ``payload_pack`` result into its tags and sub-streams.
+
+    Every tag must be known and appear once, every length must fit in the bytes that remain, and
+    leftover bytes are an error, so a damaged payload never yields wrong slices."""
+    if not data:
+        raise BitstreamError("corrupted payload: no sub-stream count")
+    n, pos, tags, chunks = data[0], 1, [], []
+    if not 0 < n <= len(STREAMS):
+        raise BitstreamError(f"corrupted payload: {n} sub-streams (1..{len(STREAMS)} exist)")
     for k in range(n):
-        if len(data) - pos < _U32.size:
-            raise BitstreamError(f"corrupted payload: sub-stream {k} length is missing")
-        (length,) = _U32.unpack_from(data, pos)
-        pos += _U32.size
+        if pos >= len(data):
+            raise BitstreamError(f"corrupted payload: sub-stream {k} is missing")
+        tag = data[pos]
+        if tag >= len(STREAMS) or STREAMS[tag] in tags:
+            kind = "a repeated" if tag < len(STREAMS) else "an unknown"
+            raise BitstreamError(f"corrupted payload: sub-stream {k} has {kind} tag {tag}")
+        length, pos = _read_varint(data, pos + 1, k)
         if length > len(data) - pos:
             raise BitstreamError(f"corrupted payload: sub-stream {k} declares {length} "
                                  f"bytes, only {len(data) - pos} remain")
+        tags.append(STREAMS[tag])
         chunks.append(bytes(data[pos:pos + length]))
         pos += length
     if pos != len(data):
-        raise BitstreamError(f"corrupted payload: {len(data) - pos} bytes after "
-                             f"{n} sub-streams")
-    return chunks
+        raise BitstreamError(f"corrupted payload: {len(data) - pos} bytes after {n} sub-streams")
+    return tags, chunks

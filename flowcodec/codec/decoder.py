@@ -9,7 +9,7 @@ import torch
 
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
-from . import inter, intra
+from . import intra
 from .bitstream import FrameType, payload_unpack
 from ..frames import padded_size, to_frame, to_tensor
 from ..motion import DecodedPictures
@@ -41,7 +41,11 @@ class SequenceDecoder:
     def _streams(self, tags, payload: bytes, run):
         """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input.
         The coder raises BitstreamError for a damaged sub-stream (``entropy.coder.Decode``)."""
-        coder = self.coder(tags, payload_unpack(payload, len(tags)))
+        found, chunks = payload_unpack(payload)
+        if found != list(tags):
+            raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "
+                                 f"{', '.join(tags)} (damaged payload)")
+        coder = self.coder(tags, chunks)
         out = run(coder)
         coder.finish()
         return coder, out
@@ -59,7 +63,7 @@ class SequenceDecoder:
             if self.state is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
             coder, (_, pred, field, state) = self._streams(
-                inter.TAGS, payload, lambda c: self.model.inter(None, self.state, self.level, c))
+                self.model.inter.tags, payload, lambda c: self.model.inter(None, self.state, self.level, c))
             self.last = (coder, pred, field)
             return self._accept(state)
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

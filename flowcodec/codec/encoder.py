@@ -28,9 +28,9 @@ decode`` writes.
 import numpy as np
 import torch
 
-from ..entropy.coder import Encode
+from ..entropy.coder import Encode, integer_bits
 from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
-from . import inter, intra
+from . import intra
 from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
@@ -65,6 +65,7 @@ class _Measured(Encode):
     def __init__(self, tags, grid):
         super().__init__(tags)
         self.bits = {t: torch.zeros(grid) for t in tags}
+        self.side = 0.0  # bits of the frame's side parameters (not tied to a block)
 
     def _count(self, tag, bits):
         self.bits[tag] += block_sum(bits.sum((0, 1)), self.bits[tag].shape)
@@ -78,6 +79,11 @@ class _Measured(Encode):
         y_hat = super().gaussian(cond, y, mu, sigma, tag, keep)
         self._count(tag, -torch.log2(cond.likelihood(y_hat, mu, sigma)))
         return y_hat
+
+    def integers(self, values, scales, tag):
+        v = super().integers(values, scales, tag)
+        self.side += integer_bits(v, scales).item()
+        return v
 
 
 class SequenceEncoder(SequenceDecoder):
@@ -100,11 +106,12 @@ class SequenceEncoder(SequenceDecoder):
         estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
         trials = []
+        tags = self.model.inter.tags
         for k in range(self.model.inter.motion.usable(self.state)):
-            coder = _Measured(inter.TAGS, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
+            coder = _Measured(tags, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
             x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate, k)
             coded = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
-            trials.append((coded.sum().item(), k, coder, coded, pred, state))
+            trials.append((coded.sum().item() + coder.side, k, coder, coded, pred, state))
         _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
         cost = torch.empty(3, *coded.shape)
         cost[CODED] = coded
@@ -112,9 +119,9 @@ class SequenceEncoder(SequenceDecoder):
         cost[PREDICT] = sse(quantize_frame(pred)) + coder.bits["motion"]
         modes = cost.argmin(0)
         if modes.any():
-            coder = Encode(inter.TAGS, modes[None, None])
+            coder = Encode(tags, modes[None, None])
             state = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
-        return payload_pack(*coder.payloads()), state
+        return payload_pack(tags, coder.payloads()), state
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
@@ -127,7 +134,7 @@ class SequenceEncoder(SequenceDecoder):
         if self.intra_mode != "hevc":
             coder = Encode(intra.TAGS)
             x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
-            options.append((FrameType.INTRA_LEARNED, payload_pack(*coder.payloads()), self._intra_state(x_hat)))
+            options.append((FrameType.INTRA_LEARNED, payload_pack(intra.TAGS, coder.payloads()), self._intra_state(x_hat)))
         return min(((o, self._cost(frame, o)) for o in options), key=lambda c: c[1])
 
     def _cost(self, frame, option):

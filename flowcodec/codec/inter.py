@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..layers import ResBlock, conv, one_thread
 from ..motion import DecodedPictures, create
 from ..entropy.hyper import STRIDE, HyperCodec
+from .bitstream import STREAMS
 
 TAGS = ("motion", "residual")
 FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constant (pixels, not sizes)
@@ -45,9 +46,14 @@ class Refine(nn.Module):
 
 
 class InterCodec(nn.Module):
-    def __init__(self, motion: str, levels: int):
+    def __init__(self, motion: str, levels: int, hyper: dict | None = None):
         super().__init__()
-        self.motion = create(motion)
+        self.motion = create(motion, **(hyper or {}))
+        self.tags = TAGS + self.motion.streams  # the sub-streams of this codec's payloads
+        unknown = [t for t in self.tags if t not in STREAMS or t == "intra"]
+        if unknown or len(set(self.tags)) != len(self.tags):
+            raise TypeError(f"{motion}.streams {self.motion.streams} must be new sub-streams of the format "
+                            f"({', '.join(STREAMS)}; docs/bitstream.md)")
         fc = self.motion.channels
         self.mv = HyperCodec(4 * fc, 4 * fc, n=64, m=64, nz=32, levels=levels)
         self.refine = Refine(fc)
@@ -74,11 +80,12 @@ class InterCodec(nn.Module):
             copy, no_residual = modes == COPY, modes != CODED
         usable = self.motion.usable(state)
         k = coder.choice(usable - 1 if predictor is None else predictor, usable) if usable > 1 else 0
-        with one_thread():
-            guess = self.motion.predict(state, k)  # the motion coder codes what the state cannot predict
+        if cur is not None and estimate is None:
+            estimate = self.motion.estimate(cur, state)
+        with one_thread():  # the motion coder codes what the prediction leaves
+            guess = self.motion.predict(state, k, coder, estimate)
         field_in = None
         if cur is not None:
-            estimate = self.motion.estimate(cur, state) if estimate is None else estimate
             field_in = F.pixel_unshuffle((estimate if guess is None else estimate - guess) / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         if guess is not None:

@@ -29,11 +29,11 @@ class VideoModel(torch.nn.Module):
 
     Every weights file carries both, so one hash identifies all the weights a bitstream depends on."""
 
-    def __init__(self, motion: str = "pyramid", levels: int = QUALITIES):
+    def __init__(self, motion: str = "pyramid", levels: int = QUALITIES, hyper: dict | None = None):
         super().__init__()
         self.motion_name = motion
         self.levels = levels
-        self.inter = InterCodec(motion, levels)
+        self.inter = InterCodec(motion, levels, hyper)
         self.intra = IntraCodec(levels)
 
     @property
@@ -41,7 +41,7 @@ class VideoModel(torch.nn.Module):
         return f"{self.motion_name}-v{VERSION}"
 
     def config(self) -> dict:
-        return {"motion": self.motion_name, "levels": self.levels}
+        return {"motion": self.motion_name, "levels": self.levels, "hyper": self.inter.motion.hyper}
 
 
 def save(model: VideoModel, path: str, info: dict | None = None):

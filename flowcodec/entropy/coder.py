@@ -13,6 +13,9 @@ group. Within a stream, the hyper-latent z is coded first, then y given z.
 Per-frame choices (``choice``): a small integer, e.g. which motion predictor a P-frame uses, coded
 uniformly in the first stream after the mode map.
 
+Side parameters (``integers``): a few integers per frame in a module's own stream (e.g. global motion
+parameters), each coded with a zero-mean discretized Laplace of a fixed scale per position.
+
 Block modes: a P-frame carries a mode map (one mode per hyper-latent position, i.e. per 64×64 luma
 block: coded, copy or prediction only), coded at the start of its first stream. Latents of blocks that
 do not use them are not coded: their z is 0 and their y its mean μ, on both sides (``keep`` masks in
@@ -24,9 +27,11 @@ import numpy as np
 import torch
 
 from ..errors import BitstreamError
-from .models import SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior
+from .models import LIKELIHOOD_FLOOR, SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior
 
+PARAM_RANGE = 2**14  # side parameters are clamped to [-PARAM_RANGE, PARAM_RANGE]
 _GAUSS = constriction.stream.model.QuantizedGaussian(-SYMBOL_RANGE, SYMBOL_RANGE)
+_LAPLACE = constriction.stream.model.QuantizedLaplace(-PARAM_RANGE, PARAM_RANGE)
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _FEWEST = 0.99  # margin of the bits-per-stream floor for the coder's fixed-point probabilities
 
@@ -51,6 +56,13 @@ def _place(values: np.ndarray, shape, keep) -> torch.Tensor:
     out = torch.zeros(int(np.prod(shape)))
     out[slice(None) if keep is None else keep.reshape(-1)] = torch.from_numpy(values.astype(np.float32))
     return out.reshape(shape)
+
+
+def integer_bits(values: torch.Tensor, scales) -> torch.Tensor:
+    """Bits per row of side parameters (B, n) under their zero-mean discretized Laplace models."""
+    law = torch.distributions.Laplace(0.0, torch.as_tensor(scales, dtype=values.dtype, device=values.device))
+    p = (law.cdf(values + 0.5) - law.cdf(values - 0.5)).clamp_min(LIKELIHOOD_FLOOR)
+    return -torch.log2(p).sum(1)
 
 
 def _z_tables(prior: FactorizedPrior) -> np.ndarray:
@@ -95,6 +107,13 @@ class Train:
         y_hat = mu + torch.round(y - mu)
         self._add(tag, cond.likelihood(y_hat, mu, sigma))
         return y_hat
+
+    def integers(self, values, scales, tag):
+        """Side parameters (B, n), rounded and clamped as coded, and their bits (no gradient: the
+        parameters are computed from the input, not learned)."""
+        v = values.detach().round().clamp(-PARAM_RANGE, PARAM_RANGE)
+        self.bits[tag] = self.bits.get(tag, 0) + integer_bits(v, scales)
+        return v
 
     def total(self) -> torch.Tensor:
         return sum(self.bits.values())
@@ -142,6 +161,13 @@ class Encode:
         s = _kept(sym.to(torch.int32), keep)
         self.streams[tag].encode(s, _GAUSS, np.zeros(len(s)), SCALES[idx])
         return mu + sym
+
+    def integers(self, values, scales, tag):
+        """Code side parameters (1, n) in stream ``tag``; return them as decoded."""
+        v = values.round().clamp(-PARAM_RANGE, PARAM_RANGE)
+        self.streams[tag].encode(v.reshape(-1).to(torch.int32).numpy(), _LAPLACE, np.zeros(len(scales)),
+                                 np.asarray(scales, np.float64))
+        return v
 
     def payloads(self) -> list[bytes]:
         return [e.get_compressed().tobytes() for e in self.streams.values()]
@@ -215,6 +241,11 @@ class Decode:
         idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
         s = self._read(tag, _GAUSS, np.zeros(len(idx)), SCALES[idx])
         return mu + _place(s, mu.shape, keep)
+
+    def integers(self, values, scales, tag):
+        """Decode ``len(scales)`` side parameters from stream ``tag`` (``values`` is not known here)."""
+        s = self._read(tag, _LAPLACE, np.zeros(len(scales)), np.asarray(scales, np.float64))
+        return torch.from_numpy(s.astype(np.float32))[None]
 
     def finish(self):
         """Every stream must be exactly the coding of the symbols read from it: nothing missing, nothing

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from ..codec.bitstream import FrameType
+from ..codec.bitstream import STREAMS, FrameType
 from ..codec.decoder import SequenceDecoder
 from ..frames import to_frame
 from ..codec.inter import TAGS
@@ -115,7 +115,7 @@ def _bar_chart(path, rows):
     idx = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(rows) + 2), 3.5))
     bottom = np.zeros(len(rows))
-    for key in ("intra", *TAGS):
+    for key in STREAMS:
         bits = np.array([8 * r["rate"].get(f"{key}_bytes", 0) for r in rows], float)
         ax.bar(idx, bits, bottom=bottom, label=key, width=0.8)
         bottom += bits

@@ -31,7 +31,6 @@ import time
 import numpy as np
 
 from ..codec.bitstream import FrameType, Reader, payload_unpack
-from ..codec.inter import TAGS
 from ..codec.options import QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
@@ -130,12 +129,12 @@ def _means(frames):
 def payload_bytes(ftype, payload):
     """Rate of one frame record: {type, bytes, and for inter frames <tag>_bytes per sub-stream}.
 
-    ``bytes`` is the whole payload; an inter payload is split into its sub-streams (motion, residual),
-    whose sizes exclude the 4-byte length of each.
+    ``bytes`` is the whole payload; an inter payload is split into its tagged sub-streams (motion,
+    residual, and any the motion module codes itself), whose sizes exclude their 5-byte tag and length.
     """
     frame = {"type": ftype.name, "bytes": len(payload)}
     if ftype == FrameType.INTER:
-        for tag, chunk in zip(TAGS, payload_unpack(payload, len(TAGS))):
+        for tag, chunk in zip(*payload_unpack(payload)):
             frame[f"{tag}_bytes"] = len(chunk)
     return frame
 

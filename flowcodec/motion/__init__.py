@@ -4,6 +4,6 @@ and a name registry.
 Each approach is one file here; ``@register("name")`` makes it selectable with ``--motion name``.
 """
 from .base import DEPTH, DecodedPictures, MotionModel, available, create, register, require
-from . import higher_order, pyramid, scale_space, temporal  # noqa: F401  (each module registers its approach)
+from . import decomposed, higher_order, pyramid, scale_space, temporal  # noqa: F401  (each module registers its approach)
 
 __all__ = ["DEPTH", "DecodedPictures", "MotionModel", "available", "create", "register", "require"]

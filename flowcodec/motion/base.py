@@ -19,12 +19,18 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
 * ``compensate(state, field)``: the prediction of the current frame from the state and the decoded
   field (decoder side, shared with the encoder); zero motion must return the newest reference;
 * how its motion is coded, conditioned on the state: ``predictors`` motion predictors, of which
-  ``usable(state)`` (at least 1) can run on a given state; ``predict(state, k)`` is predictor k's
-  prediction of the field from the state (decoder side; predictor 0 is "none", None). The codec codes
-  the difference between the estimated field and the prediction, and the chosen k per frame (when
-  more than one is usable; the encoder picks the k of lowest R + λ·D);
+  ``usable(state)`` (at least 1) can run on a given state; ``predict(state, k, coder, estimate)`` is
+  predictor k's prediction of the field (predictor 0 is "none", None). The codec codes the difference
+  between the estimated field and the prediction, and the chosen k per frame (when more than one is
+  usable; the encoder picks the k of lowest R + λ·D). A prediction may also rest on side parameters
+  the module codes itself, through ``coder``, in sub-streams of its own that it names in ``streams``
+  (e.g. the global camera motion of ``decomposed``); ``estimate`` is the encoder's field, None when
+  decoding, when nothing encoder-only may run;
 * ``penalty(cur, state, field)``: a training-only regulariser of the decoded field per sample (e.g.
-  smoothness), added to the joint loss; 0 by default.
+  smoothness), added to the joint loss; 0 by default;
+* ``hyper``: its hyperparameters and their defaults. A module is built with any of them overridden
+  (``create(name, **hyper)``) and keeps the values in ``self.hyper``; the weights file stores them in its
+  config, so a model decodes with the values it was trained with.
 
 ``create`` checks the declaration when a module is built, so a module that breaks the contract fails
 at once with a clear message, not inside a coding run (as torchvision's RAFT checks its parts).
@@ -89,6 +95,15 @@ class MotionModel(nn.Module):
     channels = 2
     references = 1
     predictors = 1
+    streams = ()  # sub-streams the module codes itself, after the codec's own
+    hyper: dict = {}
+
+    def __init__(self, **hyper):
+        super().__init__()
+        unknown = sorted(set(hyper) - set(self.hyper))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no hyperparameter {', '.join(unknown)}")
+        self.hyper = {**type(self).hyper, **hyper}
 
     def estimate(self, cur: torch.Tensor, state: DecodedPictures) -> torch.Tensor:
         raise NotImplementedError
@@ -100,7 +115,7 @@ class MotionModel(nn.Module):
         """How many of the predictors (0 … n-1) this state supports; 1 means only "none"."""
         return 1
 
-    def predict(self, state: DecodedPictures, k: int) -> torch.Tensor | None:
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None) -> torch.Tensor | None:
         """Predictor k's prediction of the field; None (no prediction) for k = 0."""
         return None
 
@@ -132,6 +147,8 @@ def check(module: MotionModel) -> MotionModel:
         raise TypeError(f"{name}.references must be 1..{DEPTH}, not {module.references!r}")
     if not (isinstance(module.predictors, int) and module.predictors >= 1):
         raise TypeError(f"{name}.predictors must be an int >= 1, not {module.predictors!r}")
+    if not (isinstance(module.streams, tuple) and all(isinstance(t, str) for t in module.streams)):
+        raise TypeError(f"{name}.streams must be a tuple of sub-stream names, not {module.streams!r}")
     for method in ("estimate", "compensate") + (("usable", "predict") if module.predictors > 1 else ()):
         if getattr(type(module), method) is getattr(MotionModel, method):
             raise TypeError(f"{name} does not implement {method}()")

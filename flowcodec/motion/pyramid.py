@@ -71,8 +71,8 @@ class _LevelNet(nn.Module):
 class PyramidFlow(MotionModel):
     channels = 2
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **hyper):
+        super().__init__(**hyper)
         self.features = Features()
         self.levels = nn.ModuleList(_LevelNet(w) for w in WIDTHS[1:])  # 1/4 … 1/32
 

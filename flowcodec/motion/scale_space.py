@@ -62,8 +62,8 @@ def scale_space_warp(img: torch.Tensor, flow: torch.Tensor, z: torch.Tensor, sig
 class ScaleSpaceFlow(MotionModel):
     channels = 3
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **hyper):
+        super().__init__(**hyper)
         self.flow = PyramidFlow()
         self.scale_head = nn.Sequential(conv(3, 16), nn.ReLU(), conv(16, 16), nn.ReLU(), conv(16, 1))
 

@@ -23,10 +23,6 @@ from .base import DecodedPictures, register
 from .pyramid import PyramidFlow
 from .warp import carried, occluded
 
-SMOOTH = 0.01  # weight of the spatial smoothness term (per luma pixel of flow gradient)
-CONSISTENT = 0.01  # weight of the temporal consistency term (per luma pixel of flow difference)
-STEP = 4  # the correction network runs at 1/STEP of the luma resolution
-UNIT = 4.0  # flows enter the network divided by this (pixels, not frame sizes)
 
 
 def _visible_mean(x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
@@ -37,9 +33,15 @@ def _visible_mean(x: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 @register("temporal")
 class TemporalFlow(PyramidFlow):
     predictors = 2
+    hyper = {
+        "smooth": 0.01,  # weight of the spatial smoothness term (per luma pixel of flow gradient)
+        "consistent": 0.01,  # weight of the temporal consistency term (per luma pixel of flow difference)
+        "step": 4,  # the correction network runs at 1/step of the luma resolution
+        "unit": 4.0,  # flows enter the network divided by this (pixels, not frame sizes)
+    }
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **hyper):
+        super().__init__(**hyper)
         self.correct = nn.Sequential(conv(3, 32), nn.LeakyReLU(0.1), conv(32, 32), nn.LeakyReLU(0.1),
                                      conv(32, 2))
         nn.init.normal_(self.correct[-1].weight, std=1e-3)  # starts near the constant-velocity guess
@@ -48,13 +50,14 @@ class TemporalFlow(PyramidFlow):
     def usable(self, state: DecodedPictures) -> int:
         return 1 + min(1, state.known_motion())
 
-    def predict(self, state: DecodedPictures, k: int):
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None):
         if k == 0:
             return None
+        step, unit = self.hyper["step"], self.hyper["unit"]
         guess = carried(state.motion[0][:, :2])
-        small = F.avg_pool2d(torch.cat((guess / UNIT, unpack(state.ref)[0]), 1), STEP)
-        return guess + F.interpolate(self.correct(small), scale_factor=STEP, mode="bilinear",
-                                     align_corners=False) * UNIT
+        small = F.avg_pool2d(torch.cat((guess / unit, unpack(state.ref)[0]), 1), step)
+        return guess + F.interpolate(self.correct(small), scale_factor=step, mode="bilinear",
+                                     align_corners=False) * unit
 
     def penalty(self, cur, state, field):
         flow = field[:, :2]
@@ -63,7 +66,7 @@ class TemporalFlow(PyramidFlow):
             visible = (~occluded(flow, forward)).float()
         both = visible[..., 1:, 1:]
         grad = ((flow[..., 1:, 1:] - flow[..., 1:, :-1]).abs() + (flow[..., 1:, 1:] - flow[..., :-1, 1:]).abs())
-        cost = SMOOTH * _visible_mean(grad, both)
+        cost = self.hyper["smooth"] * _visible_mean(grad, both)
         if self.usable(state) > 1:
-            cost = cost + CONSISTENT * _visible_mean((flow - self.predict(state, 1)).abs(), visible)
+            cost = cost + self.hyper["consistent"] * _visible_mean((flow - self.predict(state, 1)).abs(), visible)
         return cost
