@@ -152,7 +152,7 @@ def _decode(a):
 
 def _info(a):
     """The header, and the payload bytes per frame and per tagged sub-stream (no model needed)."""
-    from .codec.bitstream import FrameType, Reader, payload_unpack
+    from .codec.bitstream import Reader, stream_sizes
     with _open_bitstream(a.input) as f:
         r = Reader(f)
         h = r.header
@@ -161,8 +161,7 @@ def _info(a):
         total, streams = 0, {}
         for i, (ftype, payload) in enumerate(r):
             total += len(payload)
-            parts = {"hevc": len(payload)} if ftype == FrameType.INTRA_HEVC else {
-                t: len(c) for t, c in zip(*payload_unpack(payload))}
+            parts = stream_sizes(ftype, payload)
             for t, n in parts.items():
                 streams[t] = streams.get(t, 0) + n
             if a.frames:

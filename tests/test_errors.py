@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from conftest import CLI, TIMEOUT_S, cli_inproc, make_y4m, run_cli
-from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, Reader, Writer, payload_pack
+from flowcodec.codec.bitstream import _PREFIX, _RECORD, _U32, Reader, Writer, payload_pack, payload_unpack
 
 TWO = ("motion", "residual")  # the sub-streams of a pyramid P-frame
 from flowcodec.codec.options import QUALITIES
@@ -209,7 +209,9 @@ def test_inter_frame_first(tmp_path, weights, good):
     ("garbage inter", ["frame 1", "motion stream is not the coding of the symbols it holds"]),
     ("empty inter", ["frame 1", "no sub-stream count"]),
     ("short inter", ["frame 1", "motion stream of 0 bytes is too short for the frame size"]),
-    ("odd inter stream", ["frame 1", "not a multiple of 4"])])
+    ("odd inter stream", ["frame 1", "not a multiple of 4"]),
+    ("swapped streams", ["frame 1", "payload holds the sub-streams residual, motion; this model codes motion, residual"]),
+    ("another module's stream", ["frame 1", "holds the sub-streams motion, residual, global"])])
 def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
     """A payload that passes the container's CRC but is not what the encoder wrote: range decoding
     accepts any bits, so the decoder must tell by itself (too short for the frame, or not exactly the
@@ -226,6 +228,10 @@ def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
                 return payload_pack(TWO, (b"", b""))
             if damage == "odd inter stream":
                 return payload_pack(TWO, (b"abc", b"defgh"))
+            if damage == "swapped streams":
+                return payload_pack(TWO[::-1], payload_unpack(p)[1][::-1])
+            if damage == "another module's stream":  # a pyramid frame cannot hold decomposed's global motion
+                return payload_pack(TWO + ("global",), payload_unpack(p)[1] + [b"\0" * 4])
         return p
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, payload_change=change))
     assert_error(rc, err, *words)

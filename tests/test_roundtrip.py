@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import CLI, TIMEOUT_S, clip_frames, cli_inproc as cli, make_y4m, read_y4m, run_cli
-from flowcodec.codec.bitstream import UNKNOWN_FRAMES, FrameType, Reader
+from flowcodec.codec.bitstream import UNKNOWN_FRAMES, FrameType, Reader, payload_unpack
 from flowcodec.codec.options import QUALITIES as OPTIONS_QUALITIES
 from flowcodec.eval.metrics import psnr_yuv
 
@@ -398,8 +398,13 @@ def test_motion_predictors_round_trip(tmp_path, motion):
     assert p.returncode == 0, p.stderr.decode()
     assert _bytes(dec) == _bytes(rec)
     with open(fcb, "rb") as f:
-        types = [t for t, _ in Reader(f)]
+        records = list(Reader(f))
+    types = [t for t, _ in records]
     assert [i for i, t in enumerate(types) if t != FrameType.INTER] == [0, 8, 16]
+    streams = {tuple(payload_unpack(p)[0]) for t, p in records if t == FrameType.INTER}
+    # a module's own sub-stream is left out when empty (decomposed without a global model)
+    assert streams <= {("motion", "residual"), ("motion", "residual", "global")}, streams
+    assert motion == "decomposed" or ("motion", "residual", "global") not in streams
     piped = subprocess.run(
         f"{sys.executable} -m flowcodec.cli encode {src} -o - --motion {motion} --intra-period 8 "
         "--no-adaptive-intra "

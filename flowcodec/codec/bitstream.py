@@ -370,3 +370,11 @@ def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
     if pos != len(data):
         raise BitstreamError(f"corrupted payload: {len(data) - pos} bytes after {n} sub-streams")
     return tags, chunks
+
+
+def stream_sizes(ftype: FrameType, payload: bytes) -> dict[str, int]:
+    """Bytes of each sub-stream of a frame record's payload, by tag (an HEVC intra payload is one
+    stream, "hevc"); the framing bytes are not counted."""
+    if ftype == FrameType.INTRA_HEVC:
+        return {"hevc": len(payload)}
+    return {t: len(c) for t, c in zip(*payload_unpack(payload))}

@@ -38,14 +38,17 @@ class SequenceDecoder:
         self.state = state
         return to_frame(state.ref, self.width, self.height)
 
-    def _streams(self, tags, payload: bytes, run):
+    def _streams(self, tags, payload: bytes, run, optional=()):
         """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input.
-        The coder raises BitstreamError for a damaged sub-stream (``entropy.coder.Decode``)."""
+        The payload holds the sub-streams ``tags`` in that order, where those in ``optional`` (a motion
+        module's own) are left out when empty. The coder raises BitstreamError for a damaged sub-stream
+        (``entropy.coder.Decode``)."""
         found, chunks = payload_unpack(payload)
-        if found != list(tags):
+        if found != [t for t in tags if t in found or t not in optional]:
             raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "
                                  f"{', '.join(tags)} (damaged payload)")
-        coder = self.coder(tags, chunks)
+        streams = dict(zip(found, chunks))
+        coder = self.coder(tags, [streams.get(t, b"") for t in tags])
         out = run(coder)
         coder.finish()
         return coder, out
@@ -63,7 +66,8 @@ class SequenceDecoder:
             if self.state is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
             coder, (_, pred, field, state) = self._streams(
-                self.model.inter.tags, payload, lambda c: self.model.inter(None, self.state, self.level, c))
+                self.model.inter.tags, payload, lambda c: self.model.inter(None, self.state, self.level, c),
+                self.model.inter.motion.streams)
             self.last = (coder, pred, field)
             return self._accept(state)
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

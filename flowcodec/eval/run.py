@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from ..codec.bitstream import FrameType, Reader, payload_unpack
+from ..codec.bitstream import FrameType, Reader, stream_sizes
 from ..codec.options import QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
@@ -134,8 +134,7 @@ def payload_bytes(ftype, payload):
     """
     frame = {"type": ftype.name, "bytes": len(payload)}
     if ftype == FrameType.INTER:
-        for tag, chunk in zip(*payload_unpack(payload)):
-            frame[f"{tag}_bytes"] = len(chunk)
+        frame.update({f"{tag}_bytes": n for tag, n in stream_sizes(ftype, payload).items()})
     return frame
 
 
