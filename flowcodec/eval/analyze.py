@@ -1,7 +1,8 @@
 """Pictures of what a bitstream does, from the decoder's side: ``flowcodec analyze IN.fcb --out DIR``.
 
 For every inter frame: the decoded motion field as a colour wheel (hue = direction, saturation =
-speed), the scale field where the motion approach has one, the motion-compensated prediction and,
+speed), the scale field where the motion approach has one, the global (camera) and local parts of the
+field where it has a global model (``decomposed``), the motion-compensated prediction and,
 given the source, its error; and a bit-allocation map of the motion and residual latents. For the
 whole stream: a per-frame bar chart of intra / motion / residual bits. ``DIR/index.html`` shows it all.
 
@@ -25,6 +26,7 @@ from ..entropy.coder import Decode
 from ..entropy.models import SCALES
 from ..errors import FlowcodecError
 from ..io import open_video, to_8bit
+from ..motion.decomposed import global_field
 from .metrics import psnr_yuv, yuv420_to_rgb
 from .run import payload_bytes
 
@@ -36,7 +38,11 @@ class _Measure(Decode):
 
     def __init__(self, tags, payloads):
         super().__init__(tags, payloads)
-        self.maps, self.side, self.mode_map = {}, {}, None
+        self.maps, self.side, self.mode_map, self.params = {}, {}, None, None
+
+    def integers(self, values, scales, tag):
+        self.params = super().integers(values, scales, tag)  # a module's side parameters (global motion)
+        return self.params
 
     def modes(self, shape):
         self.mode_map = super().modes(shape)
@@ -145,6 +151,12 @@ def _frame_images(out, i, dec, frame_src, size):
           [(f"{tag} bits per latent ({coder.maps[tag].sum():.0f} + z {coder.side[tag]:.0f})",
             coder.maps[tag], "magma") for tag in TAGS]
           + [("block modes: 0 coded, 1 copy, 2 prediction", coder.mode_map[0, 0].numpy(), "viridis")], size)
+    if coder.params is not None:  # decomposed: the global (camera) field and the local rest, one scale
+        files["global"] = f"global_{i:04d}.png"
+        camera = global_field(coder.params, field.shape[-2:], size)[0].numpy()
+        rgb = [flow_to_rgb(f, top)[0] for f in (camera, field[:2] - camera)]
+        gap = np.ones_like(rgb[0][:, :4])
+        _save_image(os.path.join(out, files["global"]), np.concatenate((rgb[0], gap, rgb[1]), 1))
     if field.shape[0] > 2:
         files["scale"] = f"scale_{i:04d}.png"
         _heat(os.path.join(out, files["scale"]), [("scale field", field[2], "viridis")], size)
@@ -193,7 +205,7 @@ def analyze(reader, model, out, source=None):
         f.write(_page(h, rows, source))
 
 
-_COLUMNS = {"flow": "flow", "scale": "scale field", "pred": "prediction", "error": "prediction error",
+_COLUMNS = {"flow": "flow", "global": "global | local motion", "scale": "scale field", "pred": "prediction", "error": "prediction error",
             "bits": "bits"}
 
 
