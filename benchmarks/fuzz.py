@@ -17,8 +17,9 @@ generator (``random.Random(f"{S}:{N}")``), so it is the same file anywhere. Fami
 * ``records``: records duplicated, removed, reordered, repeated (CRCs intact; the frame count patched
   in half the cases);
 * ``payload``: a record's payload mutated (bits, runs, truncation, sub-streams emptied, shortened,
-  lengthened, swapped or transplanted, another frame type) with its CRC recomputed, so the payload
-  parser and the range decoder are attacked rather than the CRC;
+  lengthened, swapped, re-tagged or transplanted, their LEB128 lengths changed, cut or over-long,
+  another frame type) with its CRC recomputed, so the payload parser and the range decoder are
+  attacked rather than the CRC;
 * ``y4m``, ``raw yuv``: malformed encoder input (header tokens, markers, truncation, sizes, rates).
 
 Every case runs ``flowcodec decode`` (or ``encode``) through ``flowcodec.cli.main`` in a forked copy of
@@ -131,7 +132,7 @@ def boundaries(data):
         cuts |= {pos + 1, pos + 5, pos + _RECORD.size}
         start = pos + _RECORD.size
         if t != FrameType.INTRA_HEVC:
-            for _, s, at in substreams(p):  # tag, length, data, end
+            for _, s, at in substreams(p):  # cuts before the tag, length, data, and after the data
                 body = start + at + len(_varint(len(s)))
                 cuts |= {start + at - 1, start + at, body, body + len(s)}
         pos += _RECORD.size + len(p)

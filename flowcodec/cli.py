@@ -161,7 +161,10 @@ def _info(a):
         total, streams = 0, {}
         for i, (ftype, payload) in enumerate(r):
             total += len(payload)
-            parts = stream_sizes(ftype, payload)
+            try:
+                parts = stream_sizes(ftype, payload)
+            except BitstreamError as e:
+                raise BitstreamError(f"frame {i}: {e}") from None
             for t, n in parts.items():
                 streams[t] = streams.get(t, 0) + n
             if a.frames:

@@ -391,19 +391,19 @@ def test_global_parameters_round_trip_exactly():
     """Side parameters through the range coder: decoded exactly, clamped to the documented range; the
     training rate estimate is what the range coder spends."""
     from flowcodec.entropy.coder import PARAM_RANGE
-    from flowcodec.motion.decomposed import SCALES
+    from flowcodec.motion.decomposed import PARAM_SCALES
     values = torch.tensor([[0.4, -37.6, 3.0, PARAM_RANGE + 900.0, -5.0, 2.0 * PARAM_RANGE]])
     want = torch.tensor([[0.0, -38.0, 3.0, PARAM_RANGE, -5.0, PARAM_RANGE]])
     enc = Encode(("global",))
-    assert torch.equal(enc.integers(values, SCALES, "global"), want)
+    assert torch.equal(enc.integers(values, PARAM_SCALES, "global"), want)
     dec = Decode(("global",), enc.payloads())
-    assert torch.equal(dec.integers(None, SCALES, "global"), want)
+    assert torch.equal(dec.integers(None, PARAM_SCALES, "global"), want)
     dec.finish()
     typical = torch.tensor([[70.0, -30.0, 9.0, -4.0, 0.0, 12.0]] * 8)  # 8 frames' parameters
     enc, train = Encode(("global",)), Train()
     for row in typical:
-        enc.integers(row[None], SCALES, "global")
-    train.integers(typical, SCALES, "global")
+        enc.integers(row[None], PARAM_SCALES, "global")
+    train.integers(typical, PARAM_SCALES, "global")
     bits = train.bits["global"].sum().item()
     coded = 8 * len(enc.payloads()[0])  # whole 32-bit words
     assert coded - 64 < bits <= coded, (bits, coded)
@@ -438,3 +438,32 @@ def test_hyperparameters_travel_in_the_weights_file(tmp_path):
     assert loaded.inter.motion.hyper["step"] == 8 and loaded.config() == model.config()
     with pytest.raises(TypeError, match="no hyperparameter radius"):
         create("pyramid", radius=4)
+
+
+def test_a_module_stream_is_left_out_when_empty():
+    """decomposed without a global model (predictor 0) codes nothing in its 'global' sub-stream: the
+    payload leaves it out, and the decoder refuses the same frame with the empty stream written in (one
+    frame, one coding)."""
+    from flowcodec.codec.bitstream import FrameType, payload_pack
+    from flowcodec.codec.decoder import SequenceDecoder
+    from flowcodec.codec.model import VideoModel
+    from flowcodec.errors import BitstreamError
+    torch.manual_seed(0)
+    model = VideoModel("decomposed").eval()
+    cur, ref = _pair(seed=13)
+    state = DecodedPictures.intra(ref)
+    with torch.no_grad():
+        enc = Encode(model.inter.tags)
+        x_hat = model.inter(cur, state, 2, enc, predictor=0)[0]
+    chunks = dict(zip(model.inter.tags, enc.payloads()))
+    assert chunks["global"] == b""
+    dec = SequenceDecoder(model, 64, 64, 3)  # quality 3: level 2, as coded
+    for tags, ok in ((("motion", "residual"), True), (("motion", "residual", "global"), False)):
+        dec.state = state
+        payload = payload_pack(tags, [chunks[t] for t in tags])
+        if ok:
+            dec.decode(FrameType.INTER, payload)
+            assert torch.equal(dec.state.ref, state.push(x_hat).ref)
+        else:
+            with pytest.raises(BitstreamError, match="empty global sub-stream"):
+                dec.decode(FrameType.INTER, payload)

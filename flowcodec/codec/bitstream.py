@@ -337,8 +337,9 @@ def payload_pack(tags, chunks) -> bytes:
     """Join a frame's sub-streams into one payload: their count, then per sub-stream its tag's id in
     ``STREAMS``, its length (LEB128) and its bytes."""
     tags, chunks = list(tags), list(chunks)
-    if len(tags) != len(chunks) or len(set(tags)) != len(tags) or not 0 < len(tags) <= len(STREAMS):
-        raise ValueError(f"sub-streams {tags} do not pair with {len(chunks)} chunks")
+    if len(tags) != len(chunks) or not tags or len(set(tags)) != len(tags) or not set(tags) <= set(STREAMS):
+        raise ValueError(f"sub-streams {tags} with {len(chunks)} chunks: each tag one of {STREAMS}, "
+                         "once, with one chunk")
     return bytes([len(tags)]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
                                          for t, c in zip(tags, chunks))
 

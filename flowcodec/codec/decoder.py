@@ -48,6 +48,10 @@ class SequenceDecoder:
             raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "
                                  f"{', '.join(tags)} (damaged payload)")
         streams = dict(zip(found, chunks))
+        empty = [t for t in optional if streams.get(t) == b""]
+        if empty:
+            raise BitstreamError(f"payload holds an empty {empty[0]} sub-stream, which is left out when empty "
+                                 "(damaged payload)")
         coder = self.coder(tags, [streams.get(t, b"") for t in tags])
         out = run(coder)
         coder.finish()

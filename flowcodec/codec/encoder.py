@@ -65,7 +65,7 @@ class _Measured(Encode):
     def __init__(self, tags, grid):
         super().__init__(tags)
         self.bits = {t: torch.zeros(grid) for t in tags}
-        self.side = 0.0  # bits of the frame's side parameters (not tied to a block)
+        self.param_bits = 0.0  # bits of the frame's side parameters (not tied to a block)
 
     def _count(self, tag, bits):
         self.bits[tag] += block_sum(bits.sum((0, 1)), self.bits[tag].shape)
@@ -82,7 +82,7 @@ class _Measured(Encode):
 
     def integers(self, values, scales, tag):
         v = super().integers(values, scales, tag)
-        self.side += integer_bits(v, scales).item()
+        self.param_bits += integer_bits(v, scales).item()
         return v
 
 
@@ -111,7 +111,7 @@ class SequenceEncoder(SequenceDecoder):
             coder = _Measured(tags, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
             x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate, k)
             coded = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
-            trials.append((coded.sum().item() + coder.side, k, coder, coded, pred, state))
+            trials.append((coded.sum().item() + coder.param_bits, k, coder, coded, pred, state))
         _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
         cost = torch.empty(3, *coded.shape)
         cost[CODED] = coded

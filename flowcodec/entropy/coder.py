@@ -190,8 +190,7 @@ class Decode:
     """
 
     def __init__(self, tags, payloads):
-        if len(payloads) != len(tags):
-            raise BitstreamError("inter payload has the wrong number of streams")
+        assert len(payloads) == len(tags), (tags, len(payloads))  # the sequence decoder pairs them
         self.streams, self.echo, self.words = {}, {}, {}
         for t, p in zip(tags, payloads):
             if len(p) % 4:

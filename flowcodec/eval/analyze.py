@@ -4,7 +4,8 @@ For every inter frame: the decoded motion field as a colour wheel (hue = directi
 speed), the scale field where the motion approach has one, the global (camera) and local parts of the
 field where it has a global model (``decomposed``), the motion-compensated prediction and,
 given the source, its error; and a bit-allocation map of the motion and residual latents. For the
-whole stream: a per-frame bar chart of intra / motion / residual bits. ``DIR/index.html`` shows it all.
+whole stream: a per-frame bar chart of the bits of each sub-stream (HEVC or learned intra, motion,
+residual, global motion). ``DIR/index.html`` shows it all.
 
 The bit-allocation map is the code length -log2 p of each decoded latent under the entropy model that
 coded it (the Gaussian scale snapped to the coder's table, as the range coder uses it), summed over
@@ -18,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from ..codec.bitstream import STREAMS, FrameType
+from ..codec.bitstream import STREAMS, FrameType, stream_sizes
 from ..codec.decoder import SequenceDecoder
 from ..frames import to_frame
 from ..codec.inter import TAGS
@@ -28,7 +29,6 @@ from ..errors import FlowcodecError
 from ..io import open_video, to_8bit
 from ..motion.decomposed import global_field
 from .metrics import psnr_yuv, yuv420_to_rgb
-from .run import payload_bytes
 
 
 class _Measure(Decode):
@@ -121,7 +121,7 @@ def _bar_chart(path, rows):
     idx = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(rows) + 2), 3.5))
     bottom = np.zeros(len(rows))
-    for key in STREAMS:
+    for key in ("hevc", *STREAMS):
         bits = np.array([8 * r["rate"].get(f"{key}_bytes", 0) for r in rows], float)
         ax.bar(idx, bits, bottom=bottom, label=key, width=0.8)
         bottom += bits
@@ -189,9 +189,8 @@ def analyze(reader, model, out, source=None):
                 if frame_src is None:
                     raise FlowcodecError(f"source has only {i} frames, the bitstream more")
                 frame_src = to_8bit(frame_src, src.info.bitdepth)
-            rate = payload_bytes(ftype, payload)
-            if ftype != FrameType.INTER:
-                rate["intra_bytes"] = rate["bytes"]
+            rate = {"type": ftype.name, "bytes": len(payload),
+                    **{f"{tag}_bytes": n for tag, n in stream_sizes(ftype, payload).items()}}
             row = {"i": i, "rate": rate, "psnr": _psnr(frame_src, frame)}
             if ftype == FrameType.INTER:
                 row["files"], row["info"] = _frame_images(out, i, dec, frame_src, size)
@@ -221,6 +220,8 @@ def _page(h, rows, source):
         if info:
             text += "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
                             for tag in TAGS)
+            if "global_bytes" in rate:
+                text += f"<br>global {rate['global_bytes']} B"
             text += f"<br>flow rim {info['top']:.2f} px<br>prediction PSNR {info['pred_psnr']}"
         text += f"<br>PSNR-YUV {r['psnr']}"
         images = "".join(f'<td><img src="{files[k]}"></td>' if k in files else "<td></td>" for k in kinds)

@@ -130,7 +130,8 @@ def payload_bytes(ftype, payload):
     """Rate of one frame record: {type, bytes, and for inter frames <tag>_bytes per sub-stream}.
 
     ``bytes`` is the whole payload; an inter payload is split into its tagged sub-streams (motion,
-    residual, and any the motion module codes itself), whose sizes exclude their 5-byte tag and length.
+    residual, and any the motion module codes itself), whose sizes exclude the framing (count, tags,
+    lengths).
     """
     frame = {"type": ftype.name, "bytes": len(payload)}
     if ftype == FrameType.INTER:

@@ -17,7 +17,7 @@ Predictors (the model order), chosen per frame by the encoder in R + λ·D like 
   vectors of VVC's 6-parameter affine model, written as differences).
 
 Parameters are integers in 1/``PEL`` luma pixel, each coded with a zero-mean Laplace of a fixed scale
-(``SCALES``: 8 pixels for ``a``, 1 pixel for ``b`` and ``c``).
+(``PARAM_SCALES``: 8 pixels for ``a``, 1 pixel for ``b`` and ``c``).
 
 Fitting (encoder only, ``fit``) is a robust weighted least-squares fit to the estimated flow: iteratively
 reweighted with Cauchy weights whose scale follows the median residual, starting from the median flow,
@@ -31,7 +31,7 @@ from .pyramid import PyramidFlow
 
 PEL = 8  # global parameters are coded in 1/PEL luma pixel
 COUNTS = (0, 2, 6)  # parameters of each predictor: none, translation, affine
-SCALES = (64.0, 64.0, 8.0, 8.0, 8.0, 8.0)  # Laplace scale of each parameter, in 1/PEL pixel
+PARAM_SCALES = (64.0, 64.0, 8.0, 8.0, 8.0, 8.0)  # Laplace scale of each parameter, in 1/PEL pixel
 
 
 def _coordinates(h: int, w: int, size, step: int = 1, device=None):
@@ -91,6 +91,6 @@ class DecomposedFlow(PyramidFlow):
             return None
         n = COUNTS[k]
         params = None if estimate is None else fit(estimate, state.size, n, **self.hyper)  # encoder only
-        params = coder.integers(params, SCALES[:n], "global")
+        params = coder.integers(params, PARAM_SCALES[:n], "global")
         h, w = state.ref.shape[-2:]
         return global_field(params, (2 * h, 2 * w), state.size)
