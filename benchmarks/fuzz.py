@@ -200,7 +200,8 @@ def header_value(rng, seeds):
         header = set_header(header, f, value)
         what.append(f"{f}={value}")
     if rng.random() < 0.2:  # and a learned intra frame of next to nothing: a tiny stream claiming a lot
-        records = [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [rng.randbytes(4 * rng.choice([0, 0, 1, 2, 16]))]))]
+        tiny = rng.randbytes(4 * rng.choice([0, 0, 1, 2, 16]))
+        records = [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [tiny]))]
         header = set_header(header, "frame_count", 1)
         what.append(f"one learned intra record of {len(payload_unpack(records[0][1])[1][0])} bytes")
     return Case("header value", ", ".join(what), join(header, records), "recomputed")
@@ -372,13 +373,22 @@ def make_case(seed, n, seeds):
 
 # --- running and classifying ------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def encode_args(weights):
+    """``--weights W --motion M`` for encoding with the weights given (M: the motion approach they hold);
+    nothing for the shipped pyramid weights."""
+    if not weights:
+        return ()
+    from flowcodec.codec.model import load
+    return ("--weights", weights, "--motion", load(weights)[0].motion_name)
+
+
 def cli_args(case, path, out, weights):
     """The command line of a case: decode a stream, or encode a video input's first 4 frames (a valid
     raw file read at 1x1 holds thousands; the seed clip has 3, so what follows them is read too)."""
-    chosen = ["--weights", weights] if weights else []
     if case.suffix == ".fcb":
-        return ["decode", path, "-o", out, "--threads", "1", "-q", *chosen]
-    return ["encode", path, "-o", out, "--threads", "1", "-q", "--frames", "4", *case.args, *chosen]
+        return ["decode", path, "-o", out, "--threads", "1", "-q", *(["--weights", weights] if weights else [])]
+    return ["encode", path, "-o", out, "--threads", "1", "-q", "--frames", "4", *case.args, *encode_args(weights)]
 
 
 def _in_child(argv, report, limit):
@@ -478,7 +488,7 @@ class Seeds:
         for intra, period in (("hevc", "32"), ("learned", "2")):
             out = os.path.join(work, f"seed-{intra}.fcb")
             argv = ["encode", clip, "-o", out, "--intra", intra, "--intra-period", period, "--threads", "1",
-                    "-q", "--no-adaptive-intra"] + (["--weights", weights] if weights else [])
+                    "-q", "--no-adaptive-intra", *encode_args(weights)]
             with contextlib.redirect_stderr(io.StringIO()) as err:
                 if cli.main(argv) != 0:
                     raise RuntimeError(f"cannot encode the seed clip: {err.getvalue()}")

@@ -210,7 +210,8 @@ def test_inter_frame_first(tmp_path, weights, good):
     ("empty inter", ["frame 1", "no sub-stream count"]),
     ("short inter", ["frame 1", "motion stream of 0 bytes is too short for the frame size"]),
     ("odd inter stream", ["frame 1", "not a multiple of 4"]),
-    ("swapped streams", ["frame 1", "payload holds the sub-streams residual, motion; this model codes motion, residual"]),
+    ("swapped streams", ["frame 1", "payload holds the sub-streams residual, motion; this model codes "
+                                    "motion, residual"]),
     ("another module's stream", ["frame 1", "holds the sub-streams motion, residual, global"])])
 def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
     """A payload that passes the container's CRC but is not what the encoder wrote: range decoding

@@ -204,8 +204,8 @@ def analyze(reader, model, out, source=None):
         f.write(_page(h, rows, source))
 
 
-_COLUMNS = {"flow": "flow", "global": "global | local motion", "scale": "scale field", "pred": "prediction", "error": "prediction error",
-            "bits": "bits"}
+_COLUMNS = {"flow": "flow", "global": "global | local motion", "scale": "scale field", "pred": "prediction",
+            "error": "prediction error", "bits": "bits"}
 
 
 def _page(h, rows, source):

@@ -4,6 +4,7 @@ and a name registry.
 Each approach is one file here; ``@register("name")`` makes it selectable with ``--motion name``.
 """
 from .base import DEPTH, DecodedPictures, MotionModel, available, create, register, require
-from . import decomposed, higher_order, pyramid, scale_space, temporal  # noqa: F401  (each module registers its approach)
+# each module registers its approach when imported
+from . import decomposed, higher_order, pyramid, scale_space, temporal  # noqa: F401
 
 __all__ = ["DEPTH", "DecodedPictures", "MotionModel", "available", "create", "register", "require"]
