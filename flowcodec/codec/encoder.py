@@ -136,7 +136,8 @@ class SequenceEncoder(SequenceDecoder):
         if self.intra_mode != "hevc":
             coder = Encode(intra.TAGS)
             x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
-            options.append((FrameType.INTRA_LEARNED, payload_pack(intra.TAGS, coder.payloads()), self._intra_state(x_hat)))
+            payload = payload_pack(intra.TAGS, coder.payloads())
+            options.append((FrameType.INTRA_LEARNED, payload, self._intra_state(x_hat)))
         return min(((o, self._cost(frame, o)) for o in options), key=lambda c: c[1])
 
     def _cost(self, frame, option):
