@@ -31,8 +31,9 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
 * ``hyper``: its hyperparameters and their defaults. A module is built with any of them overridden
   (``create(name, **hyper)``) and keeps the values in ``self.hyper``; the weights file stores them in its
   config, so a model decodes with the values it was trained with. Files written before the config held
-  them (the shipped files so far) are built with the defaults: a default that decoding depends on
-  (e.g. ``temporal``'s ``step``) is therefore part of those files' format and must not change.
+  them (the shipped pyramid, scale_space, temporal and higher_order files) are built with the defaults:
+  a default that decoding depends on (e.g. ``temporal``'s ``step``) is therefore part of those files'
+  format and must not change.
 
 ``create`` checks the declaration when a module is built, so a module that breaks the contract fails
 at once with a clear message, not inside a coding run (as torchvision's RAFT checks its parts).
