@@ -12,7 +12,7 @@ import pytest
 
 from flowcodec.codec.bitstream import (
     MAX_PAYLOAD, UNKNOWN_FRAMES, FrameType, Header, Reader, Writer,
-    STREAMS, payload_pack, payload_unpack,
+    STREAMS, payload_chunks, payload_pack, payload_unpack,
 )
 from flowcodec.errors import BitstreamError
 
@@ -367,3 +367,16 @@ def test_payload_unpack_rejects_inconsistent_data():
         payload_unpack(b"\x01\x09" + packed[2:9])
     with pytest.raises(BitstreamError, match="repeated tag 1"):
         payload_unpack(b"\x02" + packed[1:9] + packed[1:9])
+
+
+def test_an_empty_optional_sub_stream_is_left_out_and_read_back_empty():
+    tags = ("motion", "residual", "global")
+    packed = payload_pack(tags, (b"m", b"r", b""), optional=("global",))
+    assert payload_unpack(packed) == (["motion", "residual"], [b"m", b"r"])
+    assert payload_chunks(packed, tags, ("global",)) == [b"m", b"r", b""]
+    full = payload_pack(tags, (b"m", b"r", b"g"), optional=("global",))
+    assert payload_chunks(full, tags, ("global",)) == [b"m", b"r", b"g"]
+    with pytest.raises(BitstreamError, match="empty global sub-stream"):
+        payload_chunks(payload_pack(tags, (b"m", b"r", b"")), tags, ("global",))
+    with pytest.raises(BitstreamError, match="payload holds the sub-streams motion; this model codes"):
+        payload_chunks(payload_pack(["motion"], [b"m"]), tags, ("global",))

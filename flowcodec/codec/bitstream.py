@@ -333,15 +333,17 @@ def _read_varint(data: bytes, pos: int, k: int) -> tuple[int, int]:
     raise BitstreamError(f"corrupted payload: sub-stream {k} length has more than {_VARINT_BYTES} bytes")
 
 
-def payload_pack(tags, chunks) -> bytes:
+def payload_pack(tags, chunks, optional=()) -> bytes:
     """Join a frame's sub-streams into one payload: their count, then per sub-stream its tag's id in
-    ``STREAMS``, its length (LEB128) and its bytes."""
+    ``STREAMS``, its length (LEB128) and its bytes. Those named in ``optional`` (a motion module's own)
+    are left out when empty; ``payload_chunks`` reads them back as empty."""
     tags, chunks = list(tags), list(chunks)
     if len(tags) != len(chunks) or not tags or len(set(tags)) != len(tags) or not set(tags) <= set(STREAMS):
         raise ValueError(f"sub-streams {tags} with {len(chunks)} chunks: each tag one of {STREAMS}, "
                          "once, with one chunk")
-    return bytes([len(tags)]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
-                                         for t, c in zip(tags, chunks))
+    kept = [(t, c) for t, c in zip(tags, chunks) if c or t not in optional]
+    return bytes([len(kept)]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
+                                         for t, c in kept)
 
 
 def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
@@ -371,6 +373,22 @@ def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
     if pos != len(data):
         raise BitstreamError(f"corrupted payload: {len(data) - pos} bytes after {n} sub-streams")
     return tags, chunks
+
+
+def payload_chunks(data: bytes, tags, optional=()) -> list[bytes]:
+    """The sub-streams ``tags`` of a payload, in that order, as ``payload_pack(tags, chunks, optional)``
+    writes them (b"" for an optional one left out). Any other list of sub-streams is a BitstreamError,
+    an empty optional one written in included: a frame has one coding."""
+    found, chunks = payload_unpack(data)
+    if found != [t for t in tags if t in found or t not in optional]:
+        raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "
+                             f"{', '.join(tags)} (damaged payload)")
+    streams = dict(zip(found, chunks))
+    empty = [t for t in optional if streams.get(t) == b""]
+    if empty:
+        raise BitstreamError(f"payload holds an empty {empty[0]} sub-stream, which is left out when empty "
+                             "(damaged payload)")
+    return [streams.get(t, b"") for t in tags]
 
 
 def stream_sizes(ftype: FrameType, payload: bytes) -> dict[str, int]:

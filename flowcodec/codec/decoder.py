@@ -10,7 +10,7 @@ import torch
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
 from . import intra
-from .bitstream import FrameType, payload_unpack
+from .bitstream import FrameType, payload_chunks
 from ..frames import padded_size, to_frame, to_tensor
 from ..motion import DecodedPictures
 from .hevc import decode_intra
@@ -43,16 +43,7 @@ class SequenceDecoder:
         The payload holds the sub-streams ``tags`` in that order, where those in ``optional`` (a motion
         module's own) are left out when empty. The coder raises BitstreamError for a damaged sub-stream
         (``entropy.coder.Decode``)."""
-        found, chunks = payload_unpack(payload)
-        if found != [t for t in tags if t in found or t not in optional]:
-            raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "
-                                 f"{', '.join(tags)} (damaged payload)")
-        streams = dict(zip(found, chunks))
-        empty = [t for t in optional if streams.get(t) == b""]
-        if empty:
-            raise BitstreamError(f"payload holds an empty {empty[0]} sub-stream, which is left out when empty "
-                                 "(damaged payload)")
-        coder = self.coder(tags, [streams.get(t, b"") for t in tags])
+        coder = self.coder(tags, payload_chunks(payload, tags, optional))
         out = run(coder)
         coder.finish()
         return coder, out

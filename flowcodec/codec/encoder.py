@@ -121,9 +121,7 @@ class SequenceEncoder(SequenceDecoder):
         if modes.any():
             coder = Encode(tags, modes[None, None])
             state = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
-        optional = self.model.inter.motion.streams  # left out when empty (docs/bitstream.md)
-        kept = [(t, c) for t, c in zip(tags, coder.payloads()) if c or t not in optional]
-        return payload_pack(*zip(*kept)), state
+        return payload_pack(tags, coder.payloads(), self.model.inter.motion.streams), state
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
