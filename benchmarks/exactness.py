@@ -8,8 +8,9 @@ every decoded frame with the reconstruction byte for byte:
     python benchmarks/exactness.py flowcodec/data/vtest_192x144_33.y4m --motion pyramid --intra learned
 
 prints per setting whether the decode is identical, how many frames differ, the first differing frame
-and the largest sample difference. Float kernels round differently per instruction set, so today a
-difference is expected (open issue "Exact decoding on every machine"); this measures it.
+and the largest sample difference. Since format 4 the codec computes exactly (``layers.exact``,
+docs/bitstream.md "What a decoder computes"), so every setting must say "yes"; before it, float kernels
+rounded differently per instruction set and the streams drifted or desynchronised.
 """
 import argparse
 import os

@@ -30,8 +30,9 @@ def _pixels(value: str) -> int:
     return int(value)
 
 
-THREADS_HELP = ("CPU threads for the encoder's analysis (motion estimation, analysis transforms); what the "
-                "decoder computes always runs on one thread, so a file decodes the same on any machine")
+CORES = min(256, os.cpu_count() or 1)
+THREADS_HELP = (f"CPU threads (default: all cores, {CORES} here); the coded and decoded frames are the same for "
+                "any count and on any machine: the codec computes exactly (docs/bitstream.md)")
 MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (default {MAX_PIXELS}, 8K UHD): "
                    "memory grows with the frame size a stream declares")
 
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fps", help="frame rate, for raw .yuv input (e.g. 25 or 30000/1001)")
     e.add_argument("--frames", type=int, help="code only the first N frames")
     e.add_argument("--weights", help="weights file (default: the shipped weights of --motion)")
-    e.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    e.add_argument("--threads", type=_threads, default=CORES, help=THREADS_HELP)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_encode)
 
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True, help="y4m file (- = stdout)")
     d.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
-    d.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    d.add_argument("--threads", type=_threads, default=CORES, help=THREADS_HELP)
     d.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=_decode)
@@ -303,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="eval", help="output folder")
     v.add_argument("--weights", help="weights file, or a folder of <motion>.safetensors "
                    "(default: the shipped weights)")
-    v.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    v.add_argument("--threads", type=_threads, default=CORES, help=THREADS_HELP)
     v.add_argument("--report", metavar="DIR", help="only rebuild tables and plots from DIR/results.json")
     v.set_defaults(func=_eval)
 
@@ -312,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--out", required=True, help="output folder (PNGs and index.html)")
     y.add_argument("--source", help="the source video, for prediction errors and PSNR")
     y.add_argument("--weights", help="weights file (default: the shipped weights named in the bitstream)")
-    y.add_argument("--threads", type=_threads, default=2, help=THREADS_HELP)
+    y.add_argument("--threads", type=_threads, default=CORES, help=THREADS_HELP)
     y.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     y.set_defaults(func=_analyze)
 

@@ -104,8 +104,8 @@ def test_a_shorter_ladder_file_loads_with_its_levels_unchanged(tmp_path, clip):
 
 def test_decomposed_codes_a_camera_pan_as_global_motion(clip):
     """A camera panning over the bundled clip's first frame (2 px/frame right, 1 down, slight zoom):
-    the shipped decomposed model codes P-frames with a global model in its own sub-stream (2 of the 7
-    with the shipped weights, chosen in R + λ·D), whose mean motion is the pan's to half a pixel (the
+    the shipped decomposed model codes P-frames with a global model in its own sub-stream (1 of the 7
+    with the shipped weights since format 4, 2 before; chosen in R + λ·D), whose mean motion is the pan's to half a pixel (the
     flow estimator itself is off by about a quarter pixel on this 128×96 crop, and the fit follows it),
     and the decoder reproduces the encoder."""
     from flowcodec.codec.bitstream import payload_unpack
@@ -138,4 +138,4 @@ def test_decomposed_codes_a_camera_pan_as_global_motion(clip):
         if t and "global" in payload_unpack(payload)[0]:
             field = global_field(Params.last, (96, 128), (128, 96))[0]
             errors.append((field - truth[t - 1]).mean((1, 2)).abs().max().item())
-    assert len(errors) >= 2 and max(errors) < 0.5, errors
+    assert len(errors) >= 1 and max(errors) < 0.5, errors

@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterator
 from flowcodec.errors import BitstreamError
 
 MAGIC = b"FCDC"
-VERSION = 3
+VERSION = 4
 STREAMS = ("intra", "motion", "residual", "global")
 """Sub-stream tags; a payload stores each as its index here (docs/bitstream.md, "Sub-streams")."""
 UNKNOWN_FRAMES = 0xFFFFFFFF

@@ -5,13 +5,12 @@ decoded frames (8-bit, re-padded by edge replication from the visible frame) and
 anew at every intra frame. The encoder (``encoder.py``) derives from this class and takes its states
 from the same calls, so its references are the decoder's.
 """
-import torch
-
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
 from . import intra
 from .bitstream import FrameType, payload_chunks
 from ..frames import padded_size, to_frame, to_tensor
+from ..layers.exact import exact
 from ..motion import DecodedPictures
 from .hevc import decode_intra
 
@@ -31,7 +30,7 @@ class SequenceDecoder:
 
     def _intra_state(self, x_hat):
         """The state after an intra frame whose (padded, packed) reconstruction is ``x_hat``."""
-        return DecodedPictures.intra(x_hat, (self.width, self.height))
+        return DecodedPictures.intra(x_hat.double(), (self.width, self.height))
 
     def _accept(self, state):
         """Make ``state`` the decoder's; return its newest frame, the one just decoded, as 8-bit planes."""
@@ -48,7 +47,7 @@ class SequenceDecoder:
         coder.finish()
         return coder, out
 
-    @torch.no_grad()
+    @exact()
     def decode(self, ftype: FrameType, payload: bytes):
         if ftype == FrameType.INTRA_HEVC:
             frame = decode_intra(payload, self.width, self.height)

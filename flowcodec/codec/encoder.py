@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..entropy.coder import Encode, integer_bits
+from ..layers.exact import exact
 from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
 from . import intra
 from .bitstream import FrameType, payload_pack
@@ -72,7 +73,7 @@ class _Measured(Encode):
 
     def factorized(self, prior, z, tag, shape=None, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)
-        self._count(tag, -torch.log2(prior.likelihood(z_hat)))
+        self._count(tag, -torch.log2(prior.likelihood(z_hat.float())))  # integers: exact in float32
         return z_hat
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):
@@ -143,7 +144,7 @@ class SequenceEncoder(SequenceDecoder):
         return rd_cost(frame, to_frame(option[2].ref, self.width, self.height), len(option[1]),
                        LAMBDAS[self.level])
 
-    @torch.no_grad()
+    @exact()
     def encode(self, frame):
         """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
         if self.since_intra % self.intra_period == 0:

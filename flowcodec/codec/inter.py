@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..layers import ResBlock, conv, one_thread
+from ..layers import ResBlock, conv
 from ..motion import DecodedPictures, create
 from ..entropy.hyper import STRIDE, HyperCodec
 from .bitstream import STREAMS
@@ -37,7 +37,7 @@ class Refine(nn.Module):
         self.head = conv(6 + 6 + 4 * field_channels, width)
         self.down = conv(width, inner, 3, 2)
         self.mid = nn.Sequential(nn.LeakyReLU(0.1), ResBlock(inner), nn.LeakyReLU(0.1))
-        self.up = nn.Sequential(nn.Conv2d(inner, 4 * width, 1), nn.PixelShuffle(2))
+        self.up = nn.Sequential(conv(inner, 4 * width, 1), nn.PixelShuffle(2))
         self.tail = nn.Sequential(nn.LeakyReLU(0.1), conv(width, 6))
 
     def forward(self, warped, ref, field):
@@ -82,16 +82,14 @@ class InterCodec(nn.Module):
         k = coder.choice(usable - 1 if predictor is None else predictor, usable) if usable > 1 else 0
         if cur is not None and estimate is None:
             estimate = self.motion.estimate(cur, state)
-        with one_thread():  # the motion coder codes what the prediction leaves
-            guess = self.motion.predict(state, k, coder, estimate)
+        guess = self.motion.predict(state, k, coder, estimate)  # the motion coder codes what it leaves
         field_in = None
         if cur is not None:
             field_in = F.pixel_unshuffle((estimate if guess is None else estimate - guess) / FIELD_SCALE, 2)
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         if guess is not None:
             field = field + guess
-        with one_thread():
-            pred = self.refine(self.motion.compensate(state, field), ref, field)
+        pred = self.refine(self.motion.compensate(state, field), ref, field)
         residual = None if cur is None else cur - pred
         x_hat = pred + self.res(residual, q, coder, "residual", size, no_residual)
         if modes is not None:

@@ -22,16 +22,16 @@ do not use them are not coded: their z is 0 and their y its mean μ, on both sid
 ``factorized`` / ``gaussian``). Training never uses modes (``modes`` returns None); the encoder decides
 the map (``codec/encoder.py``).
 """
+import functools
+
 import constriction
 import numpy as np
 import torch
 
 from ..errors import BitstreamError
-from .models import LIKELIHOOD_FLOOR, SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior
+from .models import LIKELIHOOD_FLOOR, SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior, gaussian_pmf, laplace_pmf
 
 PARAM_RANGE = 2**14  # side parameters are clamped to [-PARAM_RANGE, PARAM_RANGE]
-_GAUSS = constriction.stream.model.QuantizedGaussian(-SYMBOL_RANGE, SYMBOL_RANGE)
-_LAPLACE = constriction.stream.model.QuantizedLaplace(-PARAM_RANGE, PARAM_RANGE)
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _FEWEST = 0.99  # margin of the bits-per-stream floor for the coder's fixed-point probabilities
 
@@ -56,6 +56,24 @@ def _place(values: np.ndarray, shape, keep) -> torch.Tensor:
     out = torch.zeros(int(np.prod(shape)))
     out[slice(None) if keep is None else keep.reshape(-1)] = torch.from_numpy(values.astype(np.float32))
     return out.reshape(shape)
+
+
+@functools.cache
+def _gaussian(index: int):
+    """The fixed model of latent symbols (+ SYMBOL_RANGE) whose scale is SCALES[index]."""
+    return constriction.stream.model.Categorical(gaussian_pmf(index), perfect=False)
+
+
+@functools.cache
+def _laplace(scale: float):
+    """The fixed model of a side parameter (+ PARAM_RANGE) of Laplace ``scale``."""
+    return constriction.stream.model.Categorical(laplace_pmf(scale, PARAM_RANGE), perfect=False)
+
+
+def _by_scale(idx: np.ndarray):
+    """The order in which a latent's symbols are coded — grouped by scale index, ascending, and in
+    C-order within a group, so that each group is coded with one fixed model — and the groups' sizes."""
+    return np.argsort(idx, kind="stable"), np.bincount(idx, minlength=len(SCALES))
 
 
 def integer_bits(values: torch.Tensor, scales) -> torch.Tensor:
@@ -157,16 +175,17 @@ class Encode:
         sym = torch.round(y - mu).clamp(-SYMBOL_RANGE, SYMBOL_RANGE)
         if keep is not None:
             sym = sym * keep
-        idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
-        s = _kept(sym.to(torch.int32), keep)
-        self.streams[tag].encode(s, _GAUSS, np.zeros(len(s)), SCALES[idx])
+        order, sizes = _by_scale(_kept(cond.scale_index(sigma).reshape(sigma.shape), keep))
+        s = _kept(sym.to(torch.int32), keep)[order] + SYMBOL_RANGE
+        for index, group in zip(np.flatnonzero(sizes), np.split(s, np.cumsum(sizes[sizes > 0])[:-1])):
+            self.streams[tag].encode(group, _gaussian(index))
         return mu + sym
 
     def integers(self, values, scales, tag):
         """Code side parameters (1, n) in stream ``tag``; return them as decoded."""
         v = values.round().clamp(-PARAM_RANGE, PARAM_RANGE)
-        self.streams[tag].encode(v.reshape(-1).to(torch.int32).numpy(), _LAPLACE, np.zeros(len(scales)),
-                                 np.asarray(scales, np.float64))
+        for value, scale in zip(v.reshape(-1).to(torch.int32).numpy(), scales):
+            self.streams[tag].encode(np.array([value + PARAM_RANGE], np.int32), _laplace(float(scale)))
         return v
 
     def payloads(self) -> list[bytes]:
@@ -237,14 +256,16 @@ class Decode:
         return _place(s, shape, keep)
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):
-        idx = _kept(cond.scale_index(sigma).reshape(sigma.shape), keep)
-        s = self._read(tag, _GAUSS, np.zeros(len(idx)), SCALES[idx])
-        return mu + _place(s, mu.shape, keep)
+        order, sizes = _by_scale(_kept(cond.scale_index(sigma).reshape(sigma.shape), keep))
+        s = np.empty(len(order), np.int64)
+        s[order] = np.concatenate([self._read(tag, _gaussian(index), count=int(sizes[index]))
+                                   for index in np.flatnonzero(sizes)] or [np.zeros(0, np.int32)])
+        return mu + _place(s - SYMBOL_RANGE, mu.shape, keep)
 
     def integers(self, values, scales, tag):
         """Decode ``len(scales)`` side parameters from stream ``tag`` (``values`` is not known here)."""
-        s = self._read(tag, _LAPLACE, np.zeros(len(scales)), np.asarray(scales, np.float64))
-        return torch.from_numpy(s.astype(np.float32))[None]
+        s = [self._read(tag, _laplace(float(scale)), count=1)[0] - PARAM_RANGE for scale in scales]
+        return torch.tensor(s, dtype=torch.float32)[None]
 
     def finish(self):
         """Every stream must be exactly the coding of the symbols read from it: nothing missing, nothing

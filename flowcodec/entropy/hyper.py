@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .models import FactorizedPrior, GaussianConditional
-from ..layers import GDN, conv, deconv, one_thread
+from ..layers import GDN, conv, deconv
 
 STRIDE = 8  # g_a downsamples by 8, h_a by a further 4
 
@@ -40,7 +40,9 @@ class HyperCodec(nn.Module):
         lo = q.floor().long()
         hi = (lo + 1).clamp(max=table.shape[0] - 1)
         t = (q - lo.float())[:, None]
-        g = table[lo].abs().clamp_min(1e-4) ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
+        g = table[lo].abs().clamp_min(1e-4)
+        if t.any():  # a level itself is its row, with no pow (whose rounding varies by machine)
+            g = g ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
         return g[:, :, None, None]
 
     def forward(self, x, q, coder, tag: str, size, skip=None):
@@ -58,8 +60,6 @@ class HyperCodec(nn.Module):
             y = self.g_a(x) * self._pick(self.gain, q)
             z = self.h_a(y)
         z_hat = coder.factorized(self.prior, z, tag, zshape, keep_z)
-        with one_thread():
-            mu, sigma = self.h_s(z_hat).chunk(2, dim=1)
+        mu, sigma = self.h_s(z_hat).chunk(2, dim=1)
         y_hat = coder.gaussian(self.cond, y, mu, sigma.abs(), tag, keep_y)
-        with one_thread():
-            return self.g_s(y_hat * self._pick(self.inv_gain, q))
+        return self.g_s(y_hat * self._pick(self.inv_gain, q))

@@ -1,36 +1,38 @@
 """Network building blocks shared by the codecs and the motion modules."""
-import contextlib
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+from . import exact
 
 
-def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that computes exactly inside ``exact()`` (``layers.exact``, rule 1)."""
+
+    def forward(self, x):
+        if not exact.active():
+            return super().forward(x)
+        return exact.conv(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                          dilation=self.dilation, groups=self.groups)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that computes exactly inside ``exact()`` (``layers.exact``, rule 1)."""
+
+    def forward(self, x):
+        if not exact.active():
+            return super().forward(x)
+        return exact.conv(x, self.weight, self.bias, transposed=True, stride=self.stride, padding=self.padding,
+                          output_padding=self.output_padding, groups=self.groups, dilation=self.dilation)
+
+
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> Conv2d:
+    return Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> ConvTranspose2d:
     """Transposed conv that exactly multiplies the spatial size by ``stride``."""
-    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run what the decoder computes on one thread. oneDNN picks convolution kernels by thread count,
-    and some of them (1×1 and small transposed convolutions) then round differently; a decoder whose
-    output depended on the machine's threads would not decode other machines' files exactly. The
-    encoder-only analysis (motion estimation, analysis transforms) may use any number of threads, and
-    so may training (with gradients enabled this does nothing)."""
-    if torch.is_grad_enabled():
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
 
 
 class GDN(nn.Module):
@@ -47,6 +49,10 @@ class GDN(nn.Module):
         self.gamma = nn.Parameter(0.1 * torch.eye(channels).view(channels, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if exact.active():  # x² on the grid, an exact sum, then a correctly rounded √ and × or ÷
+            x = exact.grid(x)
+            norm = exact.conv(x * x, self.gamma.abs(), self.beta.abs() + 1e-6)
+            return x * torch.sqrt(norm) if self.inverse else x / torch.sqrt(norm)
         norm = F.conv2d(x * x, self.gamma.abs(), self.beta.abs() + 1e-6)
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
 

@@ -14,14 +14,16 @@ index, clamped to [0, LEVELS-1]; z = 0 is plain bilinear warping.
 The flow channels are estimated by the coarse-to-fine pyramid of approach 2; a small head proposes z
 from the warping error, trained end to end by the rate-distortion loss.
 """
+import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..frames import pack, unpack
-from ..layers import conv
+from ..layers import conv, exact
 from .base import MotionModel, register
 from .pyramid import PyramidFlow
 from .warp import downsample_flow, warp
@@ -34,18 +36,27 @@ def sigmas():
     return [0.0] + [SIGMA0 * 2 ** (k - 1) for k in range(1, LEVELS)]
 
 
+@functools.cache
+def _kernel(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of ``sigma`` over ±ceil(3σ), from ``layers.exact.exp`` (the same on every
+    machine)."""
+    r = max(1, math.ceil(3 * sigma))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = exact.exp(-0.5 * np.square(x / sigma))
+    return k / math.fsum(k)
+
+
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with edge replication; sigma 0 returns the input."""
+    """Separable Gaussian blur with edge replication; sigma 0 returns the input. Exact inside
+    ``exact()`` (``layers.exact``)."""
     if sigma <= 0:
         return img
-    r = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    c = img.shape[1]
+    k = torch.from_numpy(_kernel(sigma)).to(img.dtype)
+    c, r = img.shape[1], len(k) // 2
+    run = exact.conv if exact.active() else F.conv2d
     img = F.pad(img, (r, r, r, r), mode="replicate")
-    img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
-    return F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    img = run(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return run(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
 def scale_space_warp(img: torch.Tensor, flow: torch.Tensor, z: torch.Tensor, sigma_unit: float = 1.0):
@@ -79,4 +90,4 @@ class ScaleSpaceFlow(MotionModel):
         y, uv = unpack(state.ref)
         flow, z = field[:, :2], field[:, 2:]
         return pack(scale_space_warp(y, flow, z),
-                    scale_space_warp(uv, downsample_flow(flow), F.avg_pool2d(z, 2), 0.5))
+                    scale_space_warp(uv, downsample_flow(flow), F.avg_pool2d(exact.snap(z), 2), 0.5))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..frames import unpack
 from ..layers import conv
+from ..layers.exact import snap
 from .base import DecodedPictures, register
 from .pyramid import PyramidFlow
 from .warp import carried, occluded
@@ -55,8 +56,8 @@ class TemporalFlow(PyramidFlow):
             return None
         step, unit = self.hyper["step"], self.hyper["unit"]
         guess = carried(state.motion[0][:, :2])
-        small = F.avg_pool2d(torch.cat((guess / unit, unpack(state.ref)[0]), 1), step)
-        return guess + F.interpolate(self.correct(small), scale_factor=step, mode="bilinear",
+        small = F.avg_pool2d(snap(torch.cat((guess / unit, unpack(state.ref)[0]), 1)), step)
+        return guess + F.interpolate(snap(self.correct(small)), scale_factor=step, mode="bilinear",
                                      align_corners=False) * unit
 
     def penalty(self, cur, state, field):

@@ -3,17 +3,27 @@ import torch
 import torch.nn.functional as F
 
 from ..frames import pack, unpack
+from ..layers.exact import snap
 
 
 def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample ``img`` (B,C,H,W) at p + flow(p); flow (B,2,H,W) in pixels (x, y); borders replicate."""
-    b, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
-                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(img, torch.stack((gx, gy), dim=-1), mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    """Sample ``img`` (B,C,H,W) at p + flow(p), bilinearly; flow (B,2,H,W) in pixels (x, y); positions are
+    clamped to the frame (borders replicate, as ``grid_sample``'s border mode with aligned corners).
+    Written as element-wise operations in a fixed order, it computes the same bits on every machine
+    (``layers.exact``, rule 2), in training as in coding."""
+    b, c, h, w = img.shape
+    px = (torch.arange(w, dtype=flow.dtype, device=flow.device) + flow[:, 0]).clamp(0, w - 1)
+    py = (torch.arange(h, dtype=flow.dtype, device=flow.device)[:, None] + flow[:, 1]).clamp(0, h - 1)
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    flat = img.reshape(b, c, h * w)
+    at = lambda y, x: flat.gather(2, (y * w + x).reshape(b, 1, h * w).expand(b, c, h * w)).reshape(b, c, h, w)
+    v00, v01, v10, v11 = at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1)
+    top = v00 + fx * (v01 - v00)
+    bottom = v10 + fx * (v11 - v10)
+    return top + fy * (bottom - top)
 
 
 def carried(flow: torch.Tensor) -> torch.Tensor:
@@ -24,12 +34,12 @@ def carried(flow: torch.Tensor) -> torch.Tensor:
 
 def downsample_flow(flow: torch.Tensor) -> torch.Tensor:
     """Flow at half resolution, in half-resolution pixels."""
-    return F.avg_pool2d(flow, 2) * 0.5
+    return F.avg_pool2d(snap(flow), 2) * 0.5
 
 
 def upsample_flow(flow: torch.Tensor) -> torch.Tensor:
     """Flow at double resolution, in double-resolution pixels."""
-    return F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=False) * 2.0
+    return F.interpolate(snap(flow), scale_factor=2, mode="bilinear", align_corners=False) * 2.0
 
 
 def warp_frame(ref: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

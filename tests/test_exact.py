@@ -1,0 +1,189 @@
+"""Exact arithmetic (``layers.exact``): a stream decodes to the encoder's reconstruction on any CPU,
+instruction set and thread count.
+
+The unit tests check each rule against an independent computation (integer arithmetic for the
+convolutions, numpy for exp and log); the last test decodes streams of every shipped model in separate
+processes under restricted instruction sets and thread counts. Before exact arithmetic (format 3)
+that test failed: under ``ONEDNN_MAX_CPU_ISA=SSE41`` a learned-intra pyramid stream of the bundled clip
+stopped with a damaged-payload error at frame 26, its range decoder desynchronised by a flipped scale.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flowcodec.codec import inter, intra
+from flowcodec.codec.model import VideoModel
+from flowcodec.entropy.coder import Decode, Encode
+from flowcodec.layers import GDN, exact
+from flowcodec.motion import DecodedPictures, available
+from flowcodec.motion.warp import warp
+
+from conftest import cli_inproc
+
+CLIP = os.path.join(os.path.dirname(__file__), "..", "flowcodec", "data", "vtest_192x144_33.y4m")
+
+
+def _integer_conv(x, w, b, stride, padding):
+    """conv2d in int64 from the grid's integers (x·2^14, w·2^18, b·2^32): the exact result, ×2^-32."""
+    xi = torch.round(x.double() * 2**exact.ACT_BITS).long()
+    wi = torch.round(w.double() * 2**exact.WEIGHT_BITS).long()
+    cols = F.unfold(xi.double(), w.shape[-1], padding=padding, stride=stride).long()  # integers < 2^53
+    out = wi.reshape(w.shape[0], -1) @ cols[0]
+    if b is not None:
+        out = out + torch.round(b.double() * 2 ** (exact.ACT_BITS + exact.WEIGHT_BITS)).long()[:, None]
+    side = lambda n: (n + 2 * padding - w.shape[-1]) // stride + 1
+    return out.reshape(1, w.shape[0], side(x.shape[-2]), side(x.shape[-1])).double() / 2.0 ** 32
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_exact_conv_equals_integer_arithmetic(stride):
+    """Any summation order gives the integer result: with 1 and 2 threads and with the input channels
+    permuted, bit for bit."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(1, 48, 20, 24) * 30, torch.randn(32, 48, 5, 5) * 0.05, torch.randn(32)
+    want = _integer_conv(exact.grid(x), w, b, stride, 2)
+    perm = torch.randperm(48)
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            assert torch.equal(exact.conv(x, w, b, stride=stride, padding=2), want)
+            assert torch.equal(exact.conv(x[:, perm], w[:, perm], b, stride=stride, padding=2), want)
+    finally:
+        torch.set_num_threads(threads)
+    ref = F.conv2d(x, w, b, stride, 2)
+    assert (exact.conv(x, w, b, stride=stride, padding=2) - ref).abs().max() < 2e-4 * ref.abs().max()
+
+
+def test_exact_transposed_conv_equals_integer_arithmetic():
+    """A transposed convolution is the convolution of the zero-dilated input with the flipped kernel."""
+    torch.manual_seed(1)
+    x, w, b = torch.randn(1, 16, 6, 7) * 10, torch.randn(16, 8, 5, 5) * 0.1, torch.randn(8)
+    dilated = torch.zeros(1, 16, 11, 13, dtype=torch.float64)  # (n - 1)·stride + 1
+    dilated[..., ::2, ::2] = exact.grid(x)
+    dilated = F.pad(dilated, (2, 3, 2, 3))  # k-1-padding before, + output_padding after
+    want = _integer_conv(dilated, w.flip(2, 3).transpose(0, 1), b, 1, 0)
+    got = exact.conv(x, w, b, transposed=True, stride=2, padding=2, output_padding=1)
+    assert got.shape == want.shape == (1, 8, 12, 14) and torch.equal(got, want)
+
+
+def test_exact_conv_clamps_inputs_so_sums_stay_exact():
+    """Inputs beyond the bound are clamped, so even absurd activations give the integer result of the
+    clamped input (no partial sum reaches 2^SUM_BITS)."""
+    w = torch.full((1, 64, 3, 3), 0.5)  # Σ|w| = 288 per output sample
+    x = torch.full((1, 64, 4, 4), 1e9)
+    got = exact.conv(x, w, padding=1)
+    limit = float(got[0, 0, 1, 1]) / 288  # an inner sample sums the whole window
+    assert 2.0**exact.SUM_BITS / 288 - 2.0**-exact.ACT_BITS <= limit <= 2.0**exact.SUM_BITS / 288
+    assert torch.equal(got, _integer_conv(x.double().clamp(max=limit), w, None, 1, 1))
+
+
+def test_gdn_exact_matches_float_and_ignores_threads():
+    torch.manual_seed(2)
+    for inverse in (False, True):
+        gdn, x = GDN(64, inverse), torch.rand(1, 64, 16, 24) * 4
+        with torch.no_grad():
+            gdn.gamma.add_(torch.rand_like(gdn.gamma) * 0.01)
+            ref = gdn(x).double()
+        outs = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            with exact.exact():
+                outs.append(gdn(x))
+        torch.set_num_threads(1)
+        assert torch.equal(*outs) and outs[0].dtype == torch.float64
+        assert (outs[0] - ref).abs().max() < 1e-3
+
+
+def test_exp_and_log_match_numpy():
+    x = np.linspace(-700, 700, 100001)
+    assert np.max(np.abs(exact.exp(x) / np.exp(x) - 1)) < 1e-15
+    y = np.exp(np.linspace(-600, 600, 100001))
+    assert np.max(np.abs(exact.log(y) - np.log(y))) < 1e-12
+    assert exact.exp(0.0) == 1.0 and exact.log(1.0) == 0.0
+
+
+def test_warp_equals_grid_sample_and_shifts_exactly():
+    torch.manual_seed(3)
+    img, flow = torch.rand(2, 3, 20, 30), torch.randn(2, 2, 20, 30) * 4
+    ys, xs = torch.meshgrid(torch.arange(20.0), torch.arange(30.0), indexing="ij")
+    g = torch.stack(((xs + flow[:, 0]) / 29 * 2 - 1, (ys + flow[:, 1]) / 19 * 2 - 1), -1)
+    ref = F.grid_sample(img, g, mode="bilinear", padding_mode="border", align_corners=True)
+    assert (warp(img, flow) - ref).abs().max() < 1e-5
+    shift = torch.zeros(1, 2, 20, 30)
+    shift[:, 0] = 3  # sample 3 pixels to the right: an exact copy, edge replicated
+    out = warp(img[:1], shift)
+    assert torch.equal(out[..., :27], img[:1, :, :, 3:]) and torch.equal(out[..., 27:], img[:1, :, :, 29:].expand(-1, -1, -1, 3))
+
+
+@pytest.mark.parametrize("motion", ["pyramid", "scale_space"])
+def test_decoding_ignores_the_thread_count(motion):
+    torch.manual_seed(1)
+    model = VideoModel(motion).eval()
+    x, ref = torch.rand(1, 6, 64, 96), DecodedPictures.intra(torch.rand(1, 6, 64, 96).double())
+    threads = torch.get_num_threads()
+    try:
+        with exact.exact():
+            torch.set_num_threads(2)
+            p_enc, i_enc = Encode(inter.TAGS), Encode(intra.TAGS)
+            p_hat, i_hat = model.inter(x, ref, 5, p_enc)[0], model.intra(x, 5, i_enc)
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                assert torch.equal(model.inter(None, ref, 5, Decode(inter.TAGS, p_enc.payloads()))[0], p_hat)
+                assert torch.equal(model.intra(None, 5, Decode(intra.TAGS, i_enc.payloads()), (64, 96)), i_hat)
+    finally:
+        torch.set_num_threads(threads)
+
+
+SETTINGS = [({}, 1), ({}, 2), ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1), ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
+            ({"ATEN_CPU_CAPABILITY": "default"}, 1), ({"ATEN_CPU_CAPABILITY": "default"}, 2)]
+
+
+@pytest.fixture(scope="module")
+def shipped_streams(tmp_path_factory):
+    """Every shipped model's stream of the bundled clip (6 frames, intra period 4: I P P P I P, learned
+    intra frames), encoded here with the default CPU features and 2 threads, with its --recon."""
+    work = tmp_path_factory.mktemp("exact")
+    streams = []
+    for motion in available():
+        fcb, recon = work / f"{motion}.fcb", work / f"{motion}.y4m"
+        rc, _, err = cli_inproc("encode", CLIP, "-o", fcb, "--recon", recon, "--motion", motion, "--frames", "6",
+                                "--intra-period", "4", "--intra", "learned", "--quality", "5", "--threads", "2",
+                                "-q", timeout=300)
+        assert rc == 0, err
+        streams.append((motion, fcb, recon))
+    return streams
+
+
+@pytest.mark.parametrize("env,threads", SETTINGS, ids=[f"{'+'.join(e.values()) or 'default'}-{t}t" for e, t in SETTINGS])
+def test_decodes_identically_under_other_cpu_features(shipped_streams, tmp_path, env, threads):
+    """Each stream decoded in a separate process under restricted instruction sets (oneDNN's and ATen's)
+    and 1 or 2 threads equals the encoder's --recon byte for byte."""
+    script = ("import sys; from flowcodec.cli import main\n"
+              "for fcb, out in zip(sys.argv[1::2], sys.argv[2::2]): main(['decode', fcb, '-o', out, '-q', "
+              f"'--threads', '{threads}'])")
+    outs = [tmp_path / f"{motion}.y4m" for motion, _, _ in shipped_streams]
+    argv = [str(p) for (_, fcb, _), out in zip(shipped_streams, outs) for p in (fcb, out)]
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for (motion, _, recon), out in zip(shipped_streams, outs):
+        assert out.read_bytes() == recon.read_bytes(), f"{motion} under {env or 'default'}, {threads} threads"
+
+
+def test_encoder_output_ignores_the_thread_count(tmp_path):
+    """The encoder's analysis is exact too: its bitstream is the same with 1 and 2 threads (decomposed:
+    also its global-motion fit and predictor choice)."""
+    outs = []
+    for threads in ("1", "2"):
+        fcb = tmp_path / f"t{threads}.fcb"
+        rc, _, err = cli_inproc("encode", CLIP, "-o", fcb, "--motion", "decomposed", "--frames", "4",
+                                "--quality", "4", "--threads", threads, "-q", timeout=300)
+        assert rc == 0, err
+        outs.append(fcb.read_bytes())
+    assert outs[0] == outs[1]
