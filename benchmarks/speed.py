@@ -15,6 +15,11 @@ flat in the number of frames (peak at 2N frames within 10% of the peak at N, at 
 The N and 2N runs also give the speed without start-up (N frames / the difference in seconds), printed
 for reference: the targets are on whole-process speed.
 
+Where decode time goes: each size's stream is decoded once more under cProfile (in a child process),
+and the wall time is split into start-up (importing torch and the codec, reading the bitstream: all
+that is not one of the others), loading the weights, the networks (convolutions and everything between
+them), warping, range decoding and y4m writing.
+
 usage: python benchmarks/speed.py [--sizes 384x288 960x544 1920x1080] [--frames 9] [--clip Y4M]
        [--flat-size 960x544] [--motion pyramid] [--quality 3] [--weights W] [--threads 2]
 """
@@ -76,11 +81,39 @@ def run_size(clip, work, a, anchors=True):
     r["enc_s"], r["enc_mem"] = measure(fc + ["encode", clip, "-o", fcb, "--quality", str(a.quality),
                                              "--motion", a.motion, *common])
     r["dec_s"], r["dec_mem"] = measure(fc + ["decode", fcb, "-o", out, *common])
+    r["profile"] = profile_decode(fcb, a.threads)
     if anchors:
         r["x265_s"], _ = measure([ff, "-v", "error", "-y", "-i", clip, *x265_args(a.threads), mkv])
         r["ffdec_s"], _ = measure([ff, "-v", "error", "-y", "-threads", str(a.threads), "-i", mkv,
                                    "-f", "yuv4mpegpipe", out])
     return r
+
+
+# (column, function whose cumulative time it is: "file:function" as cProfile names them)
+PARTS = (("weights", "codec/model.py:load"), ("range dec.", "entropy/coder.py:_read"),
+         ("warp", "motion/warp.py:warp"), ("y4m write", "io/y4m.py:write"), ("decode()", "codec/decoder.py:decode"))
+_PROFILE = """
+import cProfile, pstats, sys, time
+start = time.perf_counter()
+from flowcodec.cli import main
+prof = cProfile.Profile()
+prof.runcall(main, sys.argv[1:])
+total = time.perf_counter() - start
+cum = {f"{'/'.join(k[0].split('/')[-2:])}:{k[2]}": v[3] for k, v in pstats.Stats(prof).stats.items()}
+print(repr({"total": total, **cum}))
+"""
+
+
+def profile_decode(fcb, threads):
+    """Seconds of a decode of ``fcb`` spent per part (PARTS, plus start-up and the total, in-process)."""
+    out = subprocess.run([sys.executable, "-c", _PROFILE, "decode", fcb, "-o", os.devnull, "--threads",
+                          str(threads), "-q"], capture_output=True, text=True, check=True).stdout
+    cum = eval(out.strip().splitlines()[-1])  # the dict printed by our own child
+    parts = {name: cum.get(key, 0.0) for name, key in PARTS}
+    parts["networks"] = parts["decode()"] - parts["range dec."] - parts["warp"]
+    parts["total"] = cum["total"]
+    parts["start-up"] = parts["total"] - parts["decode()"] - parts["weights"] - parts["y4m write"]
+    return parts
 
 
 def check(name, measured, limit, at_least, unit):
@@ -150,6 +183,11 @@ def main():
         return f"{a.frames / extra:.2f} fps" if extra > 0 else "n/a (timing noise exceeds the difference)"
     print(f"start-up excluded, from {a.frames} vs {2 * a.frames} frames at {a.flat_size}: "
           f"encode {marginal('enc_s')}, decode {marginal('dec_s')}\n")
+    print("\nwhere decode time goes (seconds, one profiled decode per size; networks = decode() less range "
+          "decoding and warping)")
+    cols = ("start-up", "weights", "networks", "warp", "range dec.", "y4m write", "total")
+    print(table(["size", *cols], [[size, *(f"{r['profile'][c]:.2f}" for c in cols)] for size, r in results.items()]))
+    print()
     print(table(["target", "measured", "limit", "result"], targets))
 
 
