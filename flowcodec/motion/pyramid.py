@@ -17,8 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..frames import unpack
-from ..layers import conv
-from ..layers.exact import snap
+from ..layers import conv, exact
 from .base import MotionModel, register
 from .warp import upsample_flow, warp, warp_frame
 
@@ -26,13 +25,20 @@ RADIUS = 3
 WIDTHS = (16, 24, 32, 48, 64)  # features at 1/2 … 1/32 of the luma resolution
 
 
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    """f divided by its norm over channels (``F.normalize``); inside ``exact()`` from values on the grid,
+    whose sum of squares is exact (``layers.exact``), and put back on the grid for the correlation."""
+    if not exact.active():
+        return F.normalize(f, dim=1)
+    f = exact.grid(f)
+    return exact.grid(f / f.square().sum(1, keepdim=True).sqrt().clamp_min(1e-12))
+
+
 def cost_volume(a: torch.Tensor, b: torch.Tensor, radius: int = RADIUS) -> torch.Tensor:
     """Cosine similarity of the features ``a`` with ``b`` shifted by every offset in [-r, r]^2 (zero
-    padded). Normalising the features keeps the matching signal strong whatever their scale. Inside
-    ``exact()`` every channel sum is over values on the grid (``layers.exact``)."""
+    padded). Normalising the features keeps the matching signal strong whatever their scale."""
     h, w = a.shape[-2:]
-    unit = lambda f: snap(f / snap(f).square().sum(1, keepdim=True).sqrt().clamp_min(1e-12))
-    a, b = unit(a), unit(b)
+    a, b = _unit(a), _unit(b)
     bp = F.pad(b, (radius,) * 4)
     return torch.cat([(a * bp[..., dy:dy + h, dx:dx + w]).sum(dim=1, keepdim=True)
                       for dy in range(2 * radius + 1) for dx in range(2 * radius + 1)], dim=1)

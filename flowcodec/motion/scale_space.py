@@ -51,7 +51,7 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     ``exact()`` (``layers.exact``)."""
     if sigma <= 0:
         return img
-    k = torch.from_numpy(_kernel(sigma)).to(img.dtype)
+    k = torch.from_numpy(_kernel(sigma)).to(img.device, img.dtype)
     c, r = img.shape[1], len(k) // 2
     run = exact.conv if exact.active() else F.conv2d
     img = F.pad(img, (r, r, r, r), mode="replicate")
