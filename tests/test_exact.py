@@ -187,3 +187,23 @@ def test_encoder_output_ignores_the_thread_count(tmp_path):
         assert rc == 0, err
         outs.append(fcb.read_bytes())
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("transposed,k,stride,groups", [(False, 3, 1, 1), (False, 5, 2, 1), (False, 7, 1, 6),
+                                                         (True, 5, 2, 1), (True, 3, 2, 1)])
+def test_convolution_in_bands_gives_the_same_bits(monkeypatch, transposed, k, stride, groups):
+    """Large frames are convolved in bands of rows (a bounded column buffer); the sums being exact, any
+    banding gives the one-call result bit for bit, including the bands at the frame's edges."""
+    torch.manual_seed(4)
+    x = torch.randn(1, 6, 37, 23) * 5
+    cout = 6 if groups > 1 else 8
+    w = torch.randn(*((6, cout, k, k) if transposed else (cout, 6 // groups, k, k))) * 0.1
+    b = torch.randn(cout)
+    options = dict(stride=stride, padding=k // 2, groups=groups)
+    if transposed:
+        options["output_padding"] = stride - 1
+    whole = exact.conv(x, w, b, transposed, **options)
+    for band_bytes in (1, 8 * 6 * k * k * 23 * 3, 2**14):  # one row (transposed: one input row), a few, more
+        monkeypatch.setattr(exact, "BAND_BYTES", band_bytes)
+        banded = exact.conv(x, w, b, transposed, **options)
+        assert banded.shape == whole.shape and torch.equal(banded, whole), band_bytes

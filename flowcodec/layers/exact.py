@@ -32,6 +32,7 @@ import torch.nn.functional as F
 ACT_BITS = 14  # fraction bits of activations (1/16384: far finer than the 8-bit samples)
 WEIGHT_BITS = 18  # fraction bits of weights (every float16 weight of magnitude ≥ 2^-8 is kept exactly)
 SUM_BITS = 20  # bound of |partial sums|: 2^-(14+18) · 2^53 = 2^21, with one bit to spare
+BAND_BYTES = 2**26  # largest column buffer one convolution call may unfold (see ``_in_bands``)
 
 _active = False
 
@@ -72,7 +73,42 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     room = 2.0**SUM_BITS - (0.0 if b is None else float(b.abs().max()))
     limit = math.ldexp(math.floor(math.ldexp(room / max(float(per_output.max()), 1.0), ACT_BITS)), -ACT_BITS)
     x = grid(x).clamp(-limit, limit)
-    return (F.conv_transpose2d if transposed else F.conv2d)(x, w, b, **options)
+    return _in_bands(x, w, b, transposed, **options)
+
+
+def _in_bands(x, w, b, transposed, stride=1, padding=0, dilation=1, groups=1, output_padding=0):
+    """The convolution computed in bands of output rows, so that the column buffer a float64 convolution
+    unfolds (im2col, or col2im when transposed) stays under BAND_BYTES whatever the frame size. Every
+    output sum is exact, so the bands give the same bits as one call."""
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    (s, sw), (p, pw), (op, opw) = pair(stride), pair(padding), pair(output_padding)
+    (kh, kw), (h, width) = w.shape[-2:], x.shape[-2:]
+    if transposed:
+        h_out = (h - 1) * s - 2 * p + kh + op
+        band = s * max(1, BAND_BYTES // (8 * w.shape[1] * groups * kh * kw * width))  # col2im per input row
+    else:
+        h_out = (h + 2 * p - kh) // s + 1
+        band = max(1, BAND_BYTES // (8 * x.shape[1] * kh * kw * ((width + 2 * pw - kw) // sw + 1)))  # im2col
+    whole = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if band >= h_out or pair(dilation) != (1, 1) or (transposed and (op > p or kh < s)):
+        return (F.conv_transpose2d(x, w, b, output_padding=output_padding, **whole) if transposed
+                else F.conv2d(x, w, b, **whole))
+    parts = []
+    if transposed:  # a band's rows take input rows ceil((a + p - kh + 1) / s) … floor((e - 1 + p) / s)
+        for a in range(0, h_out, band):
+            e = min(h_out, a + band)
+            first, end = max(0, -((kh - 1 - a - p) // s)), min(h, (e - 1 + p) // s + 1)
+            out = F.conv_transpose2d(x[..., first:end, :], w, b, stride=(s, sw), padding=(0, pw),
+                                     output_padding=(0, opw), groups=groups)
+            top = first * s - p  # the frame row of out's first row
+            parts.append(out[..., a - top:e - top, :])
+    else:
+        x = F.pad(x, (0, 0, p, p))
+        for a in range(0, h_out, band):
+            e = min(h_out, a + band)
+            parts.append(F.conv2d(x[..., a * s:(e - 1) * s + kh, :], w, b, stride=(s, sw), padding=(0, pw),
+                                  groups=groups))
+    return torch.cat(parts, -2)
 
 
 # exp and log from IEEE basic operations (rule 3): Cody–Waite range reduction and series whose terms
