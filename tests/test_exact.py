@@ -207,3 +207,36 @@ def test_convolution_in_bands_gives_the_same_bits(monkeypatch, transposed, k, st
         monkeypatch.setattr(exact, "BAND_BYTES", band_bytes)
         banded = exact.conv(x, w, b, transposed, **options)
         assert banded.shape == whole.shape and torch.equal(banded, whole), band_bytes
+
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+
+
+def test_probability_tables_are_format_4s():
+    """The coding tables (SCALES, the Gaussian and the side parameters' Laplace tables) are part of the
+    format: any change to how they are computed changes every stream. Their SHA-256 is fixed here."""
+    import hashlib
+    from flowcodec.entropy.coder import PARAM_RANGE
+    from flowcodec.entropy.models import SCALES, gaussian_pmf, laplace_pmf
+    from flowcodec.motion.decomposed import PARAM_SCALES
+    digest = hashlib.sha256(SCALES.tobytes())
+    for index in range(len(SCALES)):
+        digest.update(gaussian_pmf(index).tobytes())
+    for scale in sorted(set(PARAM_SCALES)):
+        digest.update(laplace_pmf(float(scale), PARAM_RANGE).tobytes())
+    assert digest.hexdigest() == "926415c0c6a57bbccdaa49f36b5fcf77f5467f1493cfe8dacc4c7769cde6a6b5"
+
+
+@pytest.mark.parametrize("motion", ["pyramid", "scale_space", "temporal", "higher_order", "decomposed"])
+def test_golden_streams_decode_to_their_recon(tmp_path, motion):
+    """Streams written at format 4's release (tests/golden: a 128×96 camera pan, 6 frames, intra period 4,
+    learned intra frames, quality 4, the shipped weights; decomposed codes global motion in two frames)
+    decode to the encoder's reconstruction of that day, by SHA-256: on any machine, and with any later
+    code that still claims format 4."""
+    import hashlib
+    import json
+    want = json.load(open(os.path.join(GOLDEN, "recon_sha256.json")))[motion]
+    out = tmp_path / "d.y4m"
+    rc, _, err = cli_inproc("decode", os.path.join(GOLDEN, f"{motion}.fcb"), "-o", out, "--threads", "2", "-q")
+    assert rc == 0, err
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == want
