@@ -2,8 +2,8 @@
 
 Encodes a clip once (default CPU features, ``--recon``), then decodes it in separate processes under
 each instruction-set restriction a user can set without another machine — oneDNN's
-(``ONEDNN_MAX_CPU_ISA``) and ATen's (``ATEN_CPU_CAPABILITY``) — with 1 and 2 threads, and compares
-every decoded frame with the reconstruction byte for byte:
+(``ONEDNN_MAX_CPU_ISA``), ATen's (``ATEN_CPU_CAPABILITY``) and MKL's (``MKL_ENABLE_INSTRUCTIONS``) —
+with 1 and 2 threads, and compares every decoded frame with the reconstruction byte for byte:
 
     python benchmarks/exactness.py flowcodec/data/vtest_192x144_33.y4m --motion pyramid --intra learned
 
@@ -28,6 +28,7 @@ SETTINGS = (  # (name, environment overrides)
     ("oneDNN AVX2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
     ("ATen default", {"ATEN_CPU_CAPABILITY": "default"}),
     ("both restricted", {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"}),
+    ("MKL SSE4.2", {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}),  # the BLAS under float64 convolutions
 )
 
 
