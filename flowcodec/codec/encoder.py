@@ -71,7 +71,7 @@ class _Measured(Encode):
     def _count(self, tag, bits):
         self.bits[tag] += block_sum(bits.sum((0, 1)), self.bits[tag].shape)
 
-    def factorized(self, prior, z, tag, shape=None, keep=None):
+    def factorized(self, prior, z, tag, shape, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)
         self._count(tag, -torch.log2(prior.likelihood(z_hat.float())))  # integers: exact in float32
         return z_hat

@@ -113,7 +113,7 @@ class Train:
         given, at no rate (a few bits per frame)."""
         return value
 
-    def factorized(self, prior, z, tag, shape=None, keep=None):
+    def factorized(self, prior, z, tag, shape, keep=None):
         z_hat = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.noise else torch.round(z)
         self._add(tag, prior.likelihood(z_hat))
         return z_hat
@@ -162,7 +162,7 @@ class Encode:
         next(iter(self.streams.values())).encode(np.array([value], np.int32), constriction.stream.model.Uniform(n))
         return value
 
-    def factorized(self, prior, z, tag, shape=None, keep=None):
+    def factorized(self, prior, z, tag, shape, keep=None):
         sym = torch.round(z).clamp(-Z_RANGE, Z_RANGE)
         if keep is not None:
             sym = sym * keep
