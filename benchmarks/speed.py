@@ -184,7 +184,7 @@ def main():
     print(f"start-up excluded, from {a.frames} vs {2 * a.frames} frames at {a.flat_size}: "
           f"encode {marginal('enc_s')}, decode {marginal('dec_s')}\n")
     print("\nwhere decode time goes (seconds, one profiled decode per size; networks = decode() less range "
-          "decoding and warping)")
+          "decoding and warping, so also the tables' set-up and the 8-bit conversion)")
     cols = ("start-up", "weights", "networks", "warp", "range dec.", "y4m write", "total")
     print(table(["size", *cols], [[size, *(f"{r['profile'][c]:.2f}" for c in cols)] for size, r in results.items()]))
     print()

@@ -90,12 +90,14 @@ def test_gdn_exact_matches_float_and_ignores_threads():
         with torch.no_grad():
             gdn.gamma.add_(torch.rand_like(gdn.gamma) * 0.01)
             ref = gdn(x).double()
-        outs = []
-        for t in (1, 2):
-            torch.set_num_threads(t)
-            with exact.exact():
-                outs.append(gdn(x))
-        torch.set_num_threads(1)
+        outs, threads = [], torch.get_num_threads()
+        try:
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                with exact.exact():
+                    outs.append(gdn(x))
+        finally:
+            torch.set_num_threads(threads)
         assert torch.equal(*outs) and outs[0].dtype == torch.float64
         assert (outs[0] - ref).abs().max() < 1e-3
 
@@ -227,6 +229,27 @@ def test_probability_tables_are_format_4s():
     for scale in sorted(set(PARAM_SCALES)):
         digest.update(laplace_pmf(float(scale), PARAM_RANGE).tobytes())
     assert digest.hexdigest() == "926415c0c6a57bbccdaa49f36b5fcf77f5467f1493cfe8dacc4c7769cde6a6b5"
+
+
+def test_shipped_z_tables_are_format_4s():
+    """The hyper-latents' tables of a weights file (its factorized priors, through ``pmf_table``) are
+    computed when the file is loaded: the shipped pyramid's three, by SHA-256."""
+    import hashlib
+    from flowcodec.codec.model import load, weights_path
+    model, _ = load(weights_path("pyramid"))
+    digest = hashlib.sha256()
+    for prior in (model.inter.mv.prior, model.inter.res.prior, model.intra.codec.prior):
+        digest.update(prior.pmf_table().tobytes())
+    assert digest.hexdigest() == "61c5efa6864abb1a30c2daf2ae6ea4b2409bcd354530d500721a6e8b2b471616"
+
+
+def test_temporal_step_must_keep_its_sums_exact():
+    """temporal's pooling and upsampling by ``step`` are exact only for a power of two (dyadic divisor
+    and interpolation weights): another step is refused when the module is built."""
+    from flowcodec.motion import create
+    with pytest.raises(TypeError, match="power of two"):
+        create("temporal", step=3)
+    assert create("temporal", step=8).hyper["step"] == 8
 
 
 @pytest.mark.parametrize("motion", ["pyramid", "scale_space", "temporal", "higher_order", "decomposed"])

@@ -23,12 +23,14 @@ do not use them are not coded: their z is 0 and their y its mean μ, on both sid
 the map (``codec/encoder.py``).
 """
 import functools
+import math
 
 import constriction
 import numpy as np
 import torch
 
 from ..errors import BitstreamError
+from ..layers import exact
 from .models import LIKELIHOOD_FLOOR, SCALES, SYMBOL_RANGE, Z_RANGE, FactorizedPrior, gaussian_pmf, laplace_pmf
 
 PARAM_RANGE = 2**14  # side parameters are clamped to [-PARAM_RANGE, PARAM_RANGE]
@@ -247,7 +249,9 @@ class Decode:
         table = _z_tables(prior)
         coded = (np.full(shape[1], int(np.prod(shape[2:]))) if keep is None
                  else keep[0].reshape(shape[1], -1).sum(1).numpy())  # z symbols per channel
-        need = float(coded @ -np.log2(table.max(1)))  # bits if every symbol were its channel's likeliest
+        # bits if every symbol were its channel's likeliest (exact log, correctly rounded sum: the same
+        # verdict on every machine)
+        need = math.fsum(coded * -exact.log(table.max(1).astype(np.float64))) / exact.log(2.0)
         if _FEWEST * need - 64 > 32 * len(self.words[tag]):
             raise BitstreamError(f"{tag} stream of {4 * len(self.words[tag])} bytes is too short for the frame "
                                  f"size (its hyper-latents alone take at least {need / 8:.0f} bytes)")

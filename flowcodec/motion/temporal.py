@@ -43,6 +43,10 @@ class TemporalFlow(PyramidFlow):
 
     def __init__(self, **hyper):
         super().__init__(**hyper)
+        step = self.hyper["step"]
+        if not (isinstance(step, int) and step > 0 and step & (step - 1) == 0):
+            raise TypeError(f"temporal step must be a power of two (its pooling and upsampling are then "
+                            f"exact, layers.exact), not {step!r}")
         self.correct = nn.Sequential(conv(3, 32), nn.LeakyReLU(0.1), conv(32, 32), nn.LeakyReLU(0.1),
                                      conv(32, 2))
         nn.init.normal_(self.correct[-1].weight, std=1e-3)  # starts near the constant-velocity guess
