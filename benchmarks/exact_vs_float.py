@@ -13,11 +13,8 @@ both codecs' BD-rate against x265-medium, and their total encode and decode seco
 import argparse
 import json
 
+from flowcodec.codec.bitstream import _varint
 from flowcodec.eval.run import points_bd_rate
-
-
-def leb128_size(n: int) -> int:
-    return 1 if n < 2**7 else 2 if n < 2**14 else 3 if n < 2**21 else 4
 
 
 def as_format3(point: dict, pixels: int) -> dict:
@@ -27,7 +24,7 @@ def as_format3(point: dict, pixels: int) -> dict:
         if frame["type"] == "INTER":
             streams = [frame["motion_bytes"], frame["residual_bytes"]]
             assert 4 * len(streams) + sum(streams) == frame["bytes"], frame
-            saved += 4 * len(streams) - (1 + sum(1 + leb128_size(s) for s in streams))
+            saved += 4 * len(streams) - (1 + sum(1 + len(_varint(s)) for s in streams))
     size = point["bytes"] - saved
     return {**point, "bytes": size, "bpp": 8 * size / pixels}
 

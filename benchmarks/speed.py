@@ -24,6 +24,7 @@ usage: python benchmarks/speed.py [--sizes 384x288 960x544 1920x1080] [--frames 
        [--flat-size 960x544] [--motion pyramid] [--quality 3] [--weights W] [--threads 2]
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -93,14 +94,14 @@ def run_size(clip, work, a, anchors=True):
 PARTS = (("weights", "codec/model.py:load"), ("range dec.", "entropy/coder.py:_read"),
          ("warp", "motion/warp.py:warp"), ("y4m write", "io/y4m.py:write"), ("decode()", "codec/decoder.py:decode"))
 _PROFILE = """
-import cProfile, pstats, sys, time
+import cProfile, json, pstats, sys, time
 start = time.perf_counter()
 from flowcodec.cli import main
 prof = cProfile.Profile()
 prof.runcall(main, sys.argv[1:])
 total = time.perf_counter() - start
 cum = {f"{'/'.join(k[0].split('/')[-2:])}:{k[2]}": v[3] for k, v in pstats.Stats(prof).stats.items()}
-print(repr({"total": total, **cum}))
+print(json.dumps({"total": total, **cum}))
 """
 
 
@@ -108,7 +109,7 @@ def profile_decode(fcb, threads):
     """Seconds of a decode of ``fcb`` spent per part (PARTS, plus start-up and the total, in-process)."""
     out = subprocess.run([sys.executable, "-c", _PROFILE, "decode", fcb, "-o", os.devnull, "--threads",
                           str(threads), "-q"], capture_output=True, text=True, check=True).stdout
-    cum = eval(out.strip().splitlines()[-1])  # the dict printed by our own child
+    cum = json.loads(out.strip().splitlines()[-1])
     parts = {name: cum.get(key, 0.0) for name, key in PARTS}
     parts["networks"] = parts["decode()"] - parts["range dec."] - parts["warp"]
     parts["total"] = cum["total"]

@@ -73,7 +73,7 @@ class _Measured(Encode):
 
     def factorized(self, prior, z, tag, shape, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)
-        self._count(tag, -torch.log2(prior.likelihood(z_hat.float())))  # integers: exact in float32
+        self._count(tag, -torch.log2(prior.likelihood(z_hat)))
         return z_hat
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):

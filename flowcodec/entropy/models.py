@@ -74,9 +74,10 @@ class FactorizedPrior(nn.Module):
 
     @full_precision
     def likelihood(self, z: torch.Tensor) -> torch.Tensor:
-        """P(z - 1/2 < Z < z + 1/2) per element of z (B, C, H, W)."""
+        """P(z - 1/2 < Z < z + 1/2) per element of z (B, C, H, W), in the parameters' type (z may be the
+        float64 integers of the exact coders)."""
         b, c, h, w = z.shape
-        v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
+        v = z.permute(1, 0, 2, 3).reshape(c, 1, -1).to(self.matrices[0].dtype)
         lower, upper = self._logits(v - 0.5), self._logits(v + 0.5)
         sign = -torch.sign(lower + upper).detach()  # evaluate in the tail where sigmoid is accurate
         p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
