@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", action="store_true",
                    help="mixed precision: transforms in bfloat16 autocast, entropy models in float32")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init", help="start from these weights (safetensors; tensors it lacks stay as drawn)")
+    t.add_argument("--init", help="start from these weights (safetensors): the tensors the model has with the same "
+                                            "shape; the others stay as drawn (those left out are listed)")
     t.add_argument("--init-intra", help="take the learned intra codec from these weights")
     t.add_argument("--export", help="write the final weights here (safetensors)")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)

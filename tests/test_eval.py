@@ -162,3 +162,27 @@ def test_resume_measures_only_missing_points(evaluated, tmp_path):
     assert sorted(points) == sorted([p["point"] for c in before["clips"].values() for p in c["points"]] + ["q2"])
     rc, _, err = cli(*args[:-1], "--intra-period", "8", "--resume", "--qualities", "1", timeout=SLOW_S)
     assert rc == 1 and "another protocol" in err and "Traceback" not in err
+
+
+def test_analyze_shows_the_alignment_offsets_of_feature_space_motion(tmp_path):
+    """A pixel_to_feature stream (random weights, learned intra): each P-frame gets the picture of the
+    decoded flow beside each offset group's alignment offsets, as wide as the five panels."""
+    from conftest import make_weights
+    from PIL import Image
+    weights = make_weights(tmp_path / "p2f.safetensors", motion="pixel_to_feature")
+    clip = make_y4m(tmp_path / "c.y4m", W, H, 3)
+    fcb = tmp_path / "c.fcb"
+    rc, _, err = cli("encode", clip, "-o", fcb, "--motion", "pixel_to_feature", "--weights", weights,
+                     "--intra", "learned", "--quality", "4",
+                     "--no-adaptive-intra", "--threads", "1", "--quiet", timeout=SLOW_S)
+    assert rc == 0, err
+    rc, _, err = cli("analyze", fcb, "--out", tmp_path / "a", "--weights", weights, "--threads", "1",
+                     timeout=SLOW_S)
+    assert rc == 0, err
+    page = (tmp_path / "a" / "index.html").read_text()
+    for i in (1, 2):
+        picture = tmp_path / "a" / f"offsets_{i:04d}.png"
+        assert f'src="{picture.name}"' in page
+        width, height = Image.open(picture).size
+        assert height == H and width == 5 * W + 4 * 4  # the flow and 4 groups, 4-pixel gaps
+    assert "alignment offsets" in page and not (tmp_path / "a" / "scale_0001.png").exists()

@@ -107,7 +107,8 @@ def test_estimate_shape(name):
         field = m.estimate(cur, state)
         assert field.shape == (2, m.channels, 64, 96)
         assert torch.isfinite(field).all()
-        assert m.compensate(state, field).shape == ref.shape
+        pred = m.compensate(state, field)
+        assert pred.shape == (2, m.features_width, 32, 48) and m.reconstruct(pred).shape == ref.shape
 
 
 # --- the P-frame codec -----------------------------------------------------------------------------
@@ -166,8 +167,10 @@ def test_contract_zero_motion_returns_the_reference(name):
     m = check(create(name).eval())
     state = DecodedPictures.intra(_image(1, 6, 32, 48, seed=3))
     with torch.no_grad():
-        pred = m.compensate(state, torch.zeros(1, m.channels, 64, 96))
-    assert (pred - state.ref).abs().max() < 1e-5  # bilinear sampling at whole pixels: float rounding only
+        pred = m.reconstruct(m.compensate(state, torch.zeros(1, m.channels, 64, 96)))
+    # pixel space: bilinear sampling at whole pixels, float rounding only; feature space: the identity
+    # alignment and reconstruction of a fresh module, up to their small initial corrections
+    assert (pred - state.ref).abs().max() < (1e-5 if m.space == "pixels" else 0.02)
 
 
 def test_contract_is_checked_when_a_module_is_built():

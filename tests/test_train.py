@@ -340,3 +340,30 @@ def test_minutes_budget_stops_and_exports(data_root, tmp_path):
     from safetensors import safe_open
     with safe_open(export, "pt") as f:
         assert json.loads(f.metadata()["info"])["steps"] == 1
+
+
+def test_a_feature_space_model_starts_from_the_pyramids_shared_parts(weights):
+    """--init of pyramid weights into pixel_to_feature: the estimator and motion coder are copied, the
+    refinement (which it lacks) is left out, and the residual coder's first and last layers fill the
+    pixel channels: on features whose learned channels are zero it codes exactly what the pyramid's
+    residual coder codes, and nothing in the learned channels. Without ``matching`` a shape mismatch is
+    an error."""
+    from flowcodec.codec.model import VideoModel, load, load_part
+    from flowcodec.entropy.coder import Train
+    from flowcodec.errors import FlowcodecError
+    pyramid, _ = load(weights)
+    torch.manual_seed(5)
+    model = VideoModel("pixel_to_feature")
+    left = load_part(model, weights, matching=True)
+    assert left and all(k.startswith("inter.refine.") for k in left)
+    own, theirs = model.state_dict(), pyramid.state_dict()
+    assert torch.equal(own["inter.motion.levels.0.net.0.weight"], theirs["inter.motion.levels.0.net.0.weight"])
+    x = torch.rand(1, 6, 32, 32, generator=torch.Generator().manual_seed(0))
+    features = torch.cat((x, torch.zeros(1, 26, 32, 32)), 1)
+    with torch.no_grad():
+        want = pyramid.inter.res(x, 3, Train(noise=False), "residual", (32, 32))
+        got = model.inter.res(features, 3, Train(noise=False), "residual", (32, 32))
+    torch.testing.assert_close(got[:, :6], want, atol=1e-6, rtol=0)
+    assert torch.equal(got[:, 6:], torch.zeros_like(got[:, 6:]))
+    with pytest.raises(FlowcodecError, match="shaped"):
+        load_part(VideoModel("pixel_to_feature"), weights, "inter.res.")

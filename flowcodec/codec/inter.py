@@ -2,7 +2,8 @@
 
     motion estimation → motion autoencoder → motion compensation + refinement → residual autoencoder
 
-written once in ``InterCodec.forward``. The same function trains (``Train`` coder: noise, rate
+in pixel space, or with compensation and residual in feature space (FVC, Hu et al. CVPR 2021) for the
+modules that predict there (``motion.deform``), written once in ``InterCodec.forward``. The same function trains (``Train`` coder: noise, rate
 estimate), encodes (``Encode``: round and range-code) and decodes (``Decode``: range-decode; no current
 frame, so nothing encoder-only runs). The encoder's reconstruction is therefore the decoder's by
 construction. The decoder state (``motion.DecodedPictures``) goes in and the advanced state comes out.
@@ -54,10 +55,15 @@ class InterCodec(nn.Module):
         if unknown or len(set(self.tags)) != len(self.tags):
             raise TypeError(f"{motion}.streams {self.motion.streams} must be new sub-streams of the format "
                             f"({', '.join(STREAMS)}; docs/bitstream.md)")
-        fc = self.motion.channels
+        fc, width = self.motion.channels, self.motion.features_width
         self.mv = HyperCodec(4 * fc, 4 * fc, n=64, m=64, nz=32, levels=levels)
-        self.refine = Refine(fc)
-        self.res = HyperCodec(6, 6, n=64, m=96, nz=32, levels=levels)
+        self.refine = Refine(fc) if self.motion.space == "pixels" else None  # features: the module refines
+        self.res = HyperCodec(width, width, n=64, m=96, nz=32, levels=levels)
+
+    def compensate(self, state: DecodedPictures, field: torch.Tensor) -> torch.Tensor:
+        """The prediction in the module's space: a pixel prediction refined, or the module's features."""
+        pred = self.motion.compensate(state, field)
+        return pred if self.refine is None else self.refine(pred, state.ref, field)
 
     def forward(self, cur, state: DecodedPictures, q, coder, estimate=None, predictor=None):
         """One P-frame through the channel. ``cur`` is None when decoding; ``state`` is the decoder state
@@ -89,9 +95,10 @@ class InterCodec(nn.Module):
         field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
         if guess is not None:
             field = field + guess
-        pred = self.refine(self.motion.compensate(state, field), ref, field)
-        residual = None if cur is None else cur - pred
-        x_hat = pred + self.res(residual, q, coder, "residual", size, no_residual)
+        pred = self.compensate(state, field)  # in the module's space (the identity maps for pixels)
+        residual = None if cur is None else self.motion.extract(cur) - pred
+        x_hat = self.motion.reconstruct(pred + self.res(residual, q, coder, "residual", size, no_residual))
+        pred = self.motion.reconstruct(pred)
         if modes is not None:
             x_hat = torch.where(pixels(modes == PREDICT), pred, x_hat)
             x_hat = torch.where(pixels(copy), ref, x_hat)

@@ -75,17 +75,38 @@ def load(path: str) -> tuple[VideoModel, bytes]:
     return model.eval(), digest
 
 
-def load_part(model: VideoModel, path: str, prefix: str = ""):
+def load_part(model: VideoModel, path: str, prefix: str = "", matching: bool = False) -> list[str]:
     """Copy into ``model`` the tensors of a weights file whose names start with ``prefix`` (all by
     default); every copied name must exist in the model with the same shape. Used to start training
-    from shipped weights, or to take the intra codec of one file into another."""
+    from shipped weights, or to take the intra codec of one file into another.
+
+    With ``matching``, a model with other parts starts from the file's shared ones: names the model
+    lacks are left out, and a tensor smaller than the model's in some dimensions (a transform's first
+    or last layer with fewer channels) fills the leading slice of the model's, the rest zero. A
+    feature-space module keeps the packed frame as its first 6 feature channels and a flow per group
+    with group 0 first, so its residual and motion coders start as the file's pixel and flow coders.
+    Returns the names left out."""
     state = {k: v for k, v in load_file(path).items() if k.startswith(prefix)}
     if not state:
         raise FlowcodecError(f"{path}: no tensors named {prefix}*")
-    unknown = sorted(set(state) - set(model.state_dict()))
-    if unknown:
+    own = model.state_dict()
+    state = _widened(state, model)
+    unknown = sorted(set(state) - set(own))
+    if unknown and not matching:
         raise FlowcodecError(f"{path}: unknown tensors {', '.join(unknown[:3])}")
-    model.load_state_dict(_widened(state, model), strict=False)
+    for k in list(state):
+        if k in unknown:
+            state.pop(k)
+        elif state[k].shape != own[k].shape:
+            fits = state[k].dim() == own[k].dim() and all(a <= b for a, b in zip(state[k].shape, own[k].shape))
+            if not (matching and fits):
+                raise FlowcodecError(f"{path}: {k} is shaped {tuple(state[k].shape)}, "
+                                     f"the model's {tuple(own[k].shape)}")
+            corner = torch.zeros_like(own[k])
+            corner[tuple(slice(0, n) for n in state[k].shape)] = state[k]
+            state[k] = corner
+    model.load_state_dict(state, strict=False)
+    return unknown
 
 
 def _widened(state: dict, model: VideoModel) -> dict:

@@ -2,7 +2,9 @@
 
 For every inter frame: the decoded motion field as a colour wheel (hue = direction, saturation =
 speed), the scale field where the motion approach has one, the global (camera) and local parts of the
-field where it has a global model (``decomposed``), the motion-compensated prediction and,
+field where it has a global model (``decomposed``), the offsets of the deformable alignment beside the
+decoded flow where compensation is in feature space (``feature``, ``pixel_to_feature``), the
+motion-compensated prediction and,
 given the source, its error; and a bit-allocation map of the motion and residual latents. For the
 whole stream: a per-frame bar chart of the bits of each sub-stream (HEVC or learned intra, motion,
 residual, global motion). ``DIR/index.html`` shows it all.
@@ -26,6 +28,7 @@ from ..codec.inter import TAGS
 from ..entropy.coder import Decode
 from ..entropy.models import SCALES
 from ..errors import FlowcodecError
+from ..layers.exact import exact
 from ..io import open_video, to_8bit
 from ..motion.decomposed import global_field
 from .metrics import psnr_yuv, yuv420_to_rgb
@@ -157,7 +160,16 @@ def _frame_images(out, i, dec, frame_src, size):
         rgb = [flow_to_rgb(f, top)[0] for f in (camera, field[:2] - camera)]
         gap = np.ones_like(rgb[0][:, :4])
         _save_image(os.path.join(out, files["global"]), np.concatenate((rgb[0], gap, rgb[1]), 1))
-    if field.shape[0] > 2:
+    motion = dec.model.inter.motion
+    if motion.space == "features":  # each group's offsets, averaged over its taps, in luma pixels
+        files["offsets"] = f"offsets_{i:04d}.png"
+        with exact():
+            offsets = motion.offsets(motion.extract(dec.state.frames[1]), dec.last[2])[0]
+        groups = (2 * offsets[0].mean(1)).repeat_interleave(2, -1).repeat_interleave(2, -2)[..., :h, :w]
+        rgb = [flow_to_rgb(f, top)[0] for f in [field[:2]] + list(groups.numpy())]
+        gap = np.ones_like(rgb[0][:, :4])
+        _save_image(os.path.join(out, files["offsets"]), np.concatenate(sum(([r, gap] for r in rgb), [])[:-1], 1))
+    elif field.shape[0] > 2:
         files["scale"] = f"scale_{i:04d}.png"
         _heat(os.path.join(out, files["scale"]), [("scale field", field[2], "viridis")], size)
     if frame_src is not None:
@@ -204,7 +216,8 @@ def analyze(reader, model, out, source=None):
         f.write(_page(h, rows, source))
 
 
-_COLUMNS = {"flow": "flow", "global": "global | local motion", "scale": "scale field", "pred": "prediction",
+_COLUMNS = {"flow": "flow", "global": "global | local motion",
+            "offsets": "decoded flow | each group's alignment offsets", "scale": "scale field", "pred": "prediction",
             "error": "prediction error", "bits": "bits"}
 
 

@@ -5,6 +5,6 @@ Each approach is one file here; ``@register("name")`` makes it selectable with `
 """
 from .base import DEPTH, DecodedPictures, MotionModel, available, create, register, require
 # each module registers its approach when imported
-from . import decomposed, higher_order, pyramid, scale_space, temporal  # noqa: F401
+from . import decomposed, feature, higher_order, pixel_to_feature, pyramid, scale_space, temporal  # noqa: F401
 
 __all__ = ["DEPTH", "DecodedPictures", "MotionModel", "available", "create", "register", "require"]

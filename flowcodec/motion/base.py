@@ -17,7 +17,8 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
 * ``estimate(cur, state)``: the field to code, from the current frame and the state (encoder only:
   the decoder has no current frame and never calls it);
 * ``compensate(state, field)``: the prediction of the current frame from the state and the decoded
-  field (decoder side, shared with the encoder); zero motion must return the newest reference;
+  field (decoder side, shared with the encoder); zero motion must return the newest reference (for a
+  feature-space module, when freshly built, up to its small initial corrections);
 * how its motion is coded, conditioned on the state: ``predictors`` motion predictors, of which
   ``usable(state)`` (at least 1) can run on a given state; ``predict(state, k, coder, estimate)`` is
   predictor k's prediction of the field (predictor 0 is "none", None). The codec codes the difference
@@ -26,6 +27,13 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
   the module codes itself, through ``coder``, in sub-streams of its own that it names in ``streams``
   (e.g. the global camera motion of ``decomposed``); ``estimate`` is the encoder's field, None when
   decoding, when nothing encoder-only may run;
+* ``space``: where it predicts, "pixels" (default) or "features". A pixel-space module's prediction
+  goes through the codec's refinement network and the residual is coded in pixels. A feature-space
+  module (``deform.FeatureMotion``, approaches 3 and 7) declares ``features_width`` channels and
+  ``extract(frame)`` (packed frame → features) and ``reconstruct(features)`` (→ packed frame);
+  its ``compensate`` returns the prediction's features, the codec codes the residual between the current
+  frame's features and those, and ``reconstruct`` returns the decoded frame. For pixel space both are
+  the identity and ``features_width`` is 6, so the codec's one path serves both;
 * ``penalty(cur, state, field)``: a training-only regulariser of the decoded field per sample (e.g.
   smoothness), added to the joint loss; 0 by default;
 * ``hyper``: its hyperparameters and their defaults. A module is built with any of them overridden
@@ -99,6 +107,8 @@ class MotionModel(nn.Module):
     references = 1
     predictors = 1
     streams = ()  # sub-streams the module codes itself, after the codec's own
+    space = "pixels"
+    features_width = 6  # channels of what compensate returns (the packed frame's in pixel space)
     hyper: dict = {}
 
     def __init__(self, **hyper):
@@ -113,6 +123,14 @@ class MotionModel(nn.Module):
 
     def compensate(self, state: DecodedPictures, field: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def extract(self, frame: torch.Tensor) -> torch.Tensor:
+        """Packed frame → the space the module predicts in (pixel space: the frame itself)."""
+        return frame
+
+    def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
+        """That space → packed frame (pixel space: the identity)."""
+        return features
 
     def usable(self, state: DecodedPictures) -> int:
         """How many of the predictors (0 … n-1) this state supports; 1 means only "none"."""
@@ -152,7 +170,14 @@ def check(module: MotionModel) -> MotionModel:
         raise TypeError(f"{name}.predictors must be an int >= 1, not {module.predictors!r}")
     if not (isinstance(module.streams, tuple) and all(isinstance(t, str) for t in module.streams)):
         raise TypeError(f"{name}.streams must be a tuple of sub-stream names, not {module.streams!r}")
-    for method in ("estimate", "compensate") + (("usable", "predict") if module.predictors > 1 else ()):
+    if module.space not in ("pixels", "features"):
+        raise TypeError(f"{name}.space must be 'pixels' or 'features', not {module.space!r}")
+    width = module.features_width
+    if not (isinstance(width, int) and (width == 6 if module.space == "pixels" else width >= 6)):
+        raise TypeError(f"{name}.features_width must be 6 in pixel space and an int >= 6 in feature space, "
+                        f"not {width!r}")
+    feature = ("extract", "reconstruct") if module.space == "features" else ()
+    for method in ("estimate", "compensate") + feature + (("usable", "predict") if module.predictors > 1 else ()):
         if getattr(type(module), method) is getattr(MotionModel, method):
             raise TypeError(f"{name} does not implement {method}()")
     return module

@@ -223,7 +223,10 @@ def train(args):
     model = VideoModel(args.motion)
     for path, prefix in ((args.init, ""), (args.init_intra, "intra.")):
         if path:
-            load_part(model, path, prefix)
+            left = load_part(model, path, prefix, matching=not prefix)
+            if left and rank == 0:
+                print(f"{path}: {len(left)} tensors left out (not in a {args.motion} model): "
+                      f"{', '.join(left[:4])}{' …' if len(left) > 4 else ''}", file=sys.stderr)
     step, state = 0, None
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False, map_location="cpu")
