@@ -8,7 +8,7 @@ speed, and its P-frame codec's parameters.
 The first ``FILE:CODEC`` is the control (e.g. the pyramid trained with the same budget); every run
 must follow the same protocol (EVAL.md). Motion share: motion (+ global) bytes over all P-frame
 payload bytes, at the lowest and the highest quality level. Decoding speed: frames over the summed
-whole-process decode seconds of every level (one thread, as ``flowcodec eval`` runs it).
+whole-process decode seconds of every level, with the threads of the protocol (printed).
 """
 import argparse
 import json
@@ -41,6 +41,7 @@ def main():
         differs = {k for k in protocol if k != "weights" and protocol.get(k) != other.get(k)}
         if differs:
             raise SystemExit(f"{codec}: another protocol than the control's ({', '.join(sorted(differs))})")
+    print(f"decode threads: {protocol['threads']}")
     print("| codec | clip | vs " + control + " | vs x265-medium | motion share q-low…q-high | decode fps |")
     print("|---|---|---|---|---|---|")
     for codec, _, clips in runs:

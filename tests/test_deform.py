@@ -13,7 +13,7 @@ from flowcodec.entropy.coder import Decode, Encode
 from flowcodec.layers.exact import exact
 from flowcodec.motion import DecodedPictures, MotionModel, create
 from flowcodec.motion.base import check
-from flowcodec.motion.deform import GROUPS, TAPS, WIDTH, deform_conv
+from flowcodec.motion.deform import GROUPS, TAPS, WIDTH, FeatureMotion, deform_conv
 
 
 def _rand(*shape, seed=0):
@@ -154,3 +154,10 @@ def test_feature_space_contract_is_checked():
     NoReconstruct.space = "colours"
     with pytest.raises(TypeError, match="space"):
         check(NoReconstruct())
+
+    class NoGroupFlows(FeatureMotion):
+        def estimate(self, cur, state):
+            return torch.zeros_like(cur[:, :2])
+
+    with pytest.raises(TypeError, match="group_flows"):
+        NoGroupFlows()

@@ -123,7 +123,7 @@ def test_warp_equals_grid_sample_and_shifts_exactly():
     assert torch.equal(out[..., :27], img[:1, :, :, 3:]) and torch.equal(out[..., 27:], img[:1, :, :, 29:].expand(-1, -1, -1, 3))
 
 
-@pytest.mark.parametrize("motion", ["pyramid", "scale_space"])
+@pytest.mark.parametrize("motion", ["pyramid", "scale_space", "feature", "pixel_to_feature"])
 def test_decoding_ignores_the_thread_count(motion):
     torch.manual_seed(1)
     model = VideoModel(motion).eval()

@@ -354,8 +354,9 @@ def test_a_feature_space_model_starts_from_the_pyramids_shared_parts(weights):
     pyramid, _ = load(weights)
     torch.manual_seed(5)
     model = VideoModel("pixel_to_feature")
-    left = load_part(model, weights, matching=True)
+    left, widened = load_part(model, weights, matching=True)
     assert left and all(k.startswith("inter.refine.") for k in left)
+    assert sorted(widened) == ["inter.res.g_a.0.weight", "inter.res.g_s.4.bias", "inter.res.g_s.4.weight"]
     own, theirs = model.state_dict(), pyramid.state_dict()
     assert torch.equal(own["inter.motion.levels.0.net.0.weight"], theirs["inter.motion.levels.0.net.0.weight"])
     x = torch.rand(1, 6, 32, 32, generator=torch.Generator().manual_seed(0))

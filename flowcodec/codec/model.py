@@ -80,18 +80,21 @@ def load_part(model: VideoModel, path: str, prefix: str = "", matching: bool = F
     default); every copied name must exist in the model with the same shape. Used to start training
     from shipped weights, or to take the intra codec of one file into another.
 
-    With ``matching``, a model with other parts starts from the file's shared ones: names the model
-    lacks are left out, and a tensor smaller than the model's in some dimensions (a transform's first
-    or last layer with fewer channels) fills the leading slice of the model's, the rest zero. A
+    With ``matching``, a model with other parts starts from the file's: names the model lacks are left
+    out, and a tensor no larger than the model's same-named one in every dimension fills its leading
+    slice, the rest zero. That is meant for a transform's first or last layer with more channels: a
     feature-space module keeps the packed frame as its first 6 feature channels and a flow per group
     with group 0 first, so its residual and motion coders start as the file's pixel and flow coders.
-    Returns the names left out."""
+    It applies to every same-named tensor that fits, though (for ``feature``, the pyramid's flow
+    networks ``motion.levels.0-2`` seed its estimator's, whose inputs differ: a start, not a match);
+    ``--init`` lists what it widened.
+    Returns (names left out, names widened)."""
     state = {k: v for k, v in load_file(path).items() if k.startswith(prefix)}
     if not state:
         raise FlowcodecError(f"{path}: no tensors named {prefix}*")
     own = model.state_dict()
     state = _widened(state, model)
-    unknown = sorted(set(state) - set(own))
+    unknown, widened = sorted(set(state) - set(own)), []
     if unknown and not matching:
         raise FlowcodecError(f"{path}: unknown tensors {', '.join(unknown[:3])}")
     for k in list(state):
@@ -102,11 +105,12 @@ def load_part(model: VideoModel, path: str, prefix: str = "", matching: bool = F
             if not (matching and fits):
                 raise FlowcodecError(f"{path}: {k} is shaped {tuple(state[k].shape)}, "
                                      f"the model's {tuple(own[k].shape)}")
+            widened.append(k)
             corner = torch.zeros_like(own[k])
             corner[tuple(slice(0, n) for n in state[k].shape)] = state[k]
             state[k] = corner
     model.load_state_dict(state, strict=False)
-    return unknown
+    return unknown, widened
 
 
 def _widened(state: dict, model: VideoModel) -> dict:

@@ -72,6 +72,8 @@ class FeatureMotion(MotionModel):
 
     def __init__(self, **hyper):
         super().__init__(**hyper)
+        if type(self).group_flows is FeatureMotion.group_flows:
+            raise TypeError(f"{type(self).__name__} does not implement group_flows()")
         self.lift = nn.Sequential(conv(6, WIDTH), nn.LeakyReLU(0.1), conv(WIDTH, WIDTH - 6))
         n = 3 * GROUPS * len(TAPS)  # per group and tap: an offset (x, y) and a mask
         self.offset_net = nn.Sequential(conv(WIDTH + 2 * GROUPS, 64), nn.LeakyReLU(0.1), conv(64, 64),

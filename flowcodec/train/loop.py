@@ -223,10 +223,11 @@ def train(args):
     model = VideoModel(args.motion)
     for path, prefix in ((args.init, ""), (args.init_intra, "intra.")):
         if path:
-            left = load_part(model, path, prefix, matching=not prefix)
-            if left and rank == 0:
-                print(f"{path}: {len(left)} tensors left out (not in a {args.motion} model): "
-                      f"{', '.join(left[:4])}{' …' if len(left) > 4 else ''}", file=sys.stderr)
+            left, widened = load_part(model, path, prefix, matching=not prefix)
+            for names, what in ((left, f"left out (not in a {args.motion} model)"),
+                                (widened, "widened into larger tensors, the rest zero")):
+                if names and rank == 0:
+                    print(f"{path}: {len(names)} tensors {what}: {', '.join(names)}", file=sys.stderr)
     step, state = 0, None
     if os.path.exists(ckpt):
         state = torch.load(ckpt, weights_only=False, map_location="cpu")
