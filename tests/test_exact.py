@@ -252,10 +252,12 @@ def test_temporal_step_must_keep_its_sums_exact():
     assert create("temporal", step=8).hyper["step"] == 8
 
 
-@pytest.mark.parametrize("motion", ["pyramid", "scale_space", "temporal", "higher_order", "decomposed"])
+@pytest.mark.parametrize("motion", ["pyramid", "scale_space", "temporal", "higher_order", "decomposed",
+                                    "feature", "pixel_to_feature"])
 def test_golden_streams_decode_to_their_recon(tmp_path, motion):
     """Streams written at format 4's release (tests/golden: a 128×96 camera pan, 6 frames, intra period 4,
-    learned intra frames, quality 4, the shipped weights; decomposed codes global motion in two frames)
+    learned intra frames, quality 4, the shipped weights; decomposed codes global motion in two frames;
+    feature and pixel_to_feature, added later, code the pyramid golden's decoded frames)
     decode to the encoder's reconstruction of that day, by SHA-256: on any machine, and with any later
     code that still claims format 4."""
     import hashlib
