@@ -339,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--amp", action="store_true",
                    help="mixed precision: transforms in bfloat16 autocast, entropy models in float32")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init", help="start from these weights (safetensors): every tensor the model has by that name, "
-                                            "one no larger widened into its leading slice (the rest zero); the "
-                                            "model's others stay as drawn (flowcodec.codec.model.load_part)")
+    t.add_argument("--init", help="start from these weights (safetensors): every tensor the model has by "
+                                  "that name, one no larger widened into its leading slice (the rest zero); "
+                                  "the model's others stay as drawn (flowcodec.codec.model.load_part)")
     t.add_argument("--init-intra", help="take the learned intra codec from these weights")
     t.add_argument("--export", help="write the final weights here (safetensors)")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)

@@ -75,7 +75,7 @@ def load(path: str) -> tuple[VideoModel, bytes]:
     return model.eval(), digest
 
 
-def load_part(model: VideoModel, path: str, prefix: str = "", matching: bool = False) -> list[str]:
+def load_part(model: VideoModel, path: str, prefix: str = "", matching: bool = False) -> tuple[list, list]:
     """Copy into ``model`` the tensors of a weights file whose names start with ``prefix`` (all by
     default); every copied name must exist in the model with the same shape. Used to start training
     from shipped weights, or to take the intra codec of one file into another.

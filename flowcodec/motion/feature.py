@@ -15,23 +15,10 @@ import torch.nn as nn
 from ..layers import conv
 from .base import register
 from .deform import GROUPS, WIDTH, FeatureMotion
-from .pyramid import RADIUS, cost_volume
+from .pyramid import LevelNet, cost_volume
 from .warp import downsample_flow, upsample_flow, warp
 
 WIDTHS = (48, 64, 64)  # feature pyramid above the features: 1/2, 1/4, 1/8 of their resolution
-
-
-class _Level(nn.Module):
-    """Residual group flows at one level from (cost volume of group 0's flow, current features, flows)."""
-
-    def __init__(self, feat: int, width: int = 64):
-        super().__init__()
-        n = (2 * RADIUS + 1) ** 2
-        self.net = nn.Sequential(conv(n + feat + 2 * GROUPS, width), nn.LeakyReLU(0.1), conv(width, width // 2),
-                                 nn.LeakyReLU(0.1), conv(width // 2, 2 * GROUPS))
-
-    def forward(self, cost, feat, flows):
-        return self.net(torch.cat((cost, feat, flows * 0.25), dim=1))
 
 
 @register("feature")
@@ -45,7 +32,7 @@ class FeatureFlow(FeatureMotion):
             nn.Sequential(conv(chans[i], chans[i + 1], 3, 2), nn.LeakyReLU(0.1),
                           conv(chans[i + 1], chans[i + 1]), nn.LeakyReLU(0.1))
             for i in range(len(WIDTHS)))
-        self.levels = nn.ModuleList(_Level(w) for w in WIDTHS)
+        self.levels = nn.ModuleList(LevelNet(w, 64, 2 * GROUPS) for w in WIDTHS)
 
     def _pyramid(self, frame):
         f, out = self.extract(frame), []

@@ -63,14 +63,15 @@ class Features(nn.Module):
         return out
 
 
-class _LevelNet(nn.Module):
-    """Residual flow at one level from (cost volume, current features, flow)."""
+class LevelNet(nn.Module):
+    """Residual flow at one level from (cost volume, current features, flow); ``flows`` channels of flow
+    in and out (2: one flow; ``feature`` estimates one per offset group)."""
 
-    def __init__(self, feat: int, width: int = 48):
+    def __init__(self, feat: int, width: int = 48, flows: int = 2):
         super().__init__()
         n = (2 * RADIUS + 1) ** 2
-        self.net = nn.Sequential(conv(n + feat + 2, width), nn.LeakyReLU(0.1), conv(width, width // 2),
-                                 nn.LeakyReLU(0.1), conv(width // 2, 2))
+        self.net = nn.Sequential(conv(n + feat + flows, width), nn.LeakyReLU(0.1), conv(width, width // 2),
+                                 nn.LeakyReLU(0.1), conv(width // 2, flows))
 
     def forward(self, cost, feat, flow):
         return self.net(torch.cat((cost, feat, flow * 0.25), dim=1))
@@ -83,7 +84,7 @@ class PyramidFlow(MotionModel):
     def __init__(self, **hyper):
         super().__init__(**hyper)
         self.features = Features()
-        self.levels = nn.ModuleList(_LevelNet(w) for w in WIDTHS[1:])  # 1/4 … 1/32
+        self.levels = nn.ModuleList(LevelNet(w) for w in WIDTHS[1:])  # 1/4 … 1/32
 
     def estimate(self, cur, state):
         """Flow from the current frame to the newest reference (B,2,H,W), luma pixels."""
