@@ -112,7 +112,7 @@ def epe(folder):
             with open(os.path.join(folder, p["bitstream"]), "rb") as f:
                 reader = Reader(f)
                 h = reader.header
-                dec = _Decoder(model, h.width, h.height, h.quality)
+                dec = _Decoder.for_header(model, h)
                 for t, (ftype, payload) in enumerate(reader):
                     _Choices.params = None
                     dec.decode(ftype, payload)

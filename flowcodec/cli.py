@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+from . import __version__
 from .codec.options import INTRA_MODES, QUALITIES
 from .errors import BitstreamError, FlowcodecError
 
@@ -52,7 +53,7 @@ def _encode(a):
     import numpy as np
     import torch
     from tqdm import tqdm
-    from .codec.bitstream import UNKNOWN_FRAMES, Header, Writer
+    from .codec.bitstream import MONOCHROME, UNKNOWN_FRAMES, Header, Writer
     from .codec.encoder import SequenceEncoder
     from .eval.metrics import psnr_yuv
     from .io import VideoInfo, Y4MWriter, atomic_output, open_video, parse_size, to_8bit
@@ -65,9 +66,6 @@ def _encode(a):
     model, digest = _model(a.motion, a.weights)
     src = open_video(a.input, size=parse_size(a.size) if a.size else None, fps=a.fps, frames=a.frames)
     info = src.info
-    header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
-                    a.quality, model.model_id, digest)
-    enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra, a.adaptive_intra)
     psnrs, t0 = [], time.time()
     recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
     with src, atomic_output(a.output) as out, \
@@ -75,6 +73,12 @@ def _encode(a):
         first = next(src, None)
         if first is None:  # before the header is written: stdout gets nothing, a file is not created
             raise FlowcodecError(f"nothing to encode: no frames in '{a.input}'")
+        # monochrome: a mono y4m, or a first frame whose chroma is all gray (later chroma is then dropped)
+        mono = info.chroma == "mono" or all(np.all(to_8bit(first, info.bitdepth)[c] == 128) for c in (1, 2))
+        header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
+                        a.quality, model.model_id, digest, MONOCHROME if mono else 0)
+        enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra,
+                              a.adaptive_intra, mono)
         writer = Writer(out, header)
         rec = Y4MWriter(rec_file, recon_info) if a.recon else None
         for frame in tqdm(itertools.chain([first], src), desc="encode", unit="frame", disable=a.quiet or None,
@@ -135,7 +139,7 @@ def _decode(a):
     with _open_bitstream(a.input) as f:
         reader, model = _reader(a, f)
         h = reader.header
-        dec = SequenceDecoder(model, h.width, h.height, h.quality)
+        dec = SequenceDecoder.for_header(model, h)
         n = 0
         with atomic_output(a.output) as out:
             y4m = Y4MWriter(out, VideoInfo(h.width, h.height, h.fps_num, h.fps_den))
@@ -246,6 +250,7 @@ def _data(a):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="flowcodec", description="learned video codec (residual coding)")
+    p.add_argument("--version", action="version", version=f"flowcodec {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     m = sub.add_parser("demo", help="encode + decode the bundled clip with the shipped weights")
@@ -330,6 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--aux", type=float, default=1.0,
                    help="starting weight of the joint loss's prediction term (decays over the first 30%% of "
                         "the joint stage); 0 to fine-tune trained weights")
+    t.add_argument("--warmup", type=int, default=100,
+                   help="learning-rate warm-up: linear over each stage's first N steps (0: none)")
+    t.add_argument("--decay", choices=("cosine", "none"), default="cosine",
+                   help="learning-rate decay over each stage after the warm-up: cosine to 0, or none")
+    t.add_argument("--balance", choices=("running", "none"), default="running",
+                   help="weights of the quality levels in a batch: 'running' divides each level's loss by "
+                        "its running mean so that no level dominates; 'none' weighs all samples alike")
+    t.add_argument("--val-every", type=int, default=250,
+                   help="validation every N steps (0: none): the real encoder codes crops of the last "
+                        "16 frames of each fetched video (never trained on) at qualities 1,3,5,7,9; the log "
+                        "and OUT/validation.png give the BD-rate against the starting weights; "
+                        "OUT/best.safetensors keeps the best checkpoint, and --export writes it (the "
+                        "start's weights, and a note in the log, if no checkpoint beat them)")
+    t.add_argument("--params", default="", metavar="REGEX",
+                   help="train only the parameters whose names match (e.g. 'gain$' for the per-level gains); "
+                        "the prior stage trains the factorized priors whatever this says")
     t.add_argument("--threads", type=int, default=1, help="CPU threads of the training process")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model and batches live (auto: cuda when a GPU is present)")
@@ -343,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "that name, one no larger widened into its leading slice (the rest zero); "
                                   "the model's others stay as drawn (flowcodec.codec.model.load_part)")
     t.add_argument("--init-intra", help="take the learned intra codec from these weights")
-    t.add_argument("--export", help="write the final weights here (safetensors)")
+    t.add_argument("--export", help="write the weights here (safetensors): the best validated checkpoint, "
+                                    "or the last one without validation")
     t.add_argument("--ckpt-minutes", type=float, default=3.0)
     t.add_argument("--stop-after", type=int, help="stop (with a checkpoint) at this step; rerun to resume")
     t.add_argument("--minutes", type=float, help="wall-clock budget: stop (with a checkpoint, and the export) "

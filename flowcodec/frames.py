@@ -61,6 +61,14 @@ def quantize_frame(x: torch.Tensor) -> torch.Tensor:
     return c + (q - c).detach() if x.requires_grad else q
 
 
+NEUTRAL = 128 / 255.0  # the 8-bit chroma value of gray
+
+
+def neutral_chroma(x: torch.Tensor) -> torch.Tensor:
+    """A packed frame with its chroma exactly gray (8-bit 128): how a monochrome stream stores frames."""
+    return torch.cat((x[:, :4], torch.full_like(x[:, 4:], NEUTRAL)), dim=1)
+
+
 def repad(x: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """A packed frame whose padding is replaced by edge replication of its visible width x height part,
     exactly as ``to_tensor`` pads: what lies outside the frame never depends on what was coded there."""

@@ -46,14 +46,14 @@ class OneWay:
 
 def make_header(**changes):
     fields = dict(width=64, height=48, fps_num=30000, fps_den=1001, frame_count=len(FRAMES),
-                  intra_period=8, quality=3, model_id="pyramid-v4", weights_hash=HASH)
+                  intra_period=8, quality=3, model_id="pyramid-v5", weights_hash=HASH)
     fields.update(changes)
     return Header(**fields)
 
 
-def raw_header(magic=b"FCDC", version=4, header_len=None, width=64, height=48, fps_num=30000,
+def raw_header(magic=b"FCDC", version=5, header_len=None, width=64, height=48, fps_num=30000,
                fps_den=1001, frame_count=len(FRAMES), intra_period=8, quality=3, flags=0,
-               model_id=b"pyramid-v4", weights_hash=HASH, crc=None):
+               model_id=b"pyramid-v5", weights_hash=HASH, crc=None):
     """Header bytes built straight from the spec in docs/bitstream.md."""
     fields = struct.pack("<HHIIIHBBB", width, height, fps_num, fps_den, frame_count,
                          intra_period, quality, flags, len(model_id)) + model_id + weights_hash
@@ -89,12 +89,12 @@ def decode(data, seekable=True, **expect):
 
 def test_header_matches_spec_layout():
     assert make_header().pack() == raw_header()
-    assert len(raw_header()) == 40 + len("pyramid-v4")
+    assert len(raw_header()) == 40 + len("pyramid-v5")
 
 
 def test_round_trip_bytesio():
     data = encode()
-    header, records = decode(data, expected_model_id="pyramid-v4", expected_hash=HASH)
+    header, records = decode(data, expected_model_id="pyramid-v5", expected_hash=HASH)
     assert header == make_header()
     assert records == FRAMES
     assert all(type(t) is FrameType for t, _ in records)
@@ -110,7 +110,7 @@ def test_round_trip_real_file(tmp_path):
         writer.finish()
     assert path.stat().st_size == writer.bytes_written
     with open(path, "rb") as f:
-        reader = Reader(f, expected_model_id="pyramid-v4", expected_hash=HASH)
+        reader = Reader(f, expected_model_id="pyramid-v5", expected_hash=HASH)
         assert list(reader) == FRAMES
         assert reader.frames_read == len(FRAMES)
 
@@ -172,7 +172,7 @@ def test_writer_enforces_declared_frame_count():
 
 def test_writer_refuses_invalid_header():
     for bad in [dict(width=0), dict(model_id="x" * 65), dict(model_id="é"),
-                dict(weights_hash=b"short"), dict(flags=1), dict(intra_period=0)]:
+                dict(weights_hash=b"short"), dict(flags=2), dict(intra_period=0)]:
         with pytest.raises(BitstreamError):
             Writer(io.BytesIO(), make_header(**bad))
 
@@ -184,9 +184,9 @@ def test_writer_refuses_invalid_header():
     (b"RIFF" + raw_header()[4:], r"not a flowcodec bitstream \(bad magic\)"),
     (b"FC", "truncated"),
     (b"FX", "bad magic"),
-    (raw_header(version=5), r"bitstream format version 5 is newer than this decoder \(4\)"),
-    (raw_header(version=3), r"bitstream format version 3 is older than this decoder \(4\)"),
-    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(4\)"),
+    (raw_header(version=6), r"bitstream format version 6 is newer than this decoder \(5\)"),
+    (raw_header(version=4), r"bitstream format version 4 is older than this decoder \(5\)"),
+    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(5\)"),
     (raw_header(version=0), "version 0"),
     (raw_header(header_len=10), "out of bounds"),
     (raw_header(header_len=2000), "out of bounds"),
@@ -221,10 +221,10 @@ def test_header_length_inconsistent_with_model_id():
 def test_model_and_weights_mismatch():
     data = encode()
     with pytest.raises(BitstreamError,
-                       match="bitstream was made by model 'pyramid-v4', this decoder has 'raft-v4'"):
-        decode(data, expected_model_id="raft-v4")
+                       match="bitstream was made by model 'pyramid-v5', this decoder has 'raft-v5'"):
+        decode(data, expected_model_id="raft-v5")
     with pytest.raises(BitstreamError, match="made with different weights"):
-        decode(data, expected_model_id="pyramid-v4", expected_hash=bytes(8))
+        decode(data, expected_model_id="pyramid-v5", expected_hash=bytes(8))
 
 
 # --- record errors -------------------------------------------------------------
@@ -380,3 +380,10 @@ def test_an_empty_optional_sub_stream_is_left_out_and_read_back_empty():
         payload_chunks(payload_pack(tags, (b"m", b"r", b"")), tags, ("global",))
     with pytest.raises(BitstreamError, match="payload holds the sub-streams motion; this model codes"):
         payload_chunks(payload_pack(["motion"], [b"m"]), tags, ("global",))
+
+
+def test_package_version_names_the_format():
+    """0.N writes and reads format N (CHANGELOG.md): the version a user reports tells the format."""
+    from flowcodec import __version__
+    from flowcodec.codec.bitstream import VERSION
+    assert int(__version__.split(".")[1]) == VERSION

@@ -155,7 +155,7 @@ def _rebuild(good, header_change=None, payload_change=None):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("model_id", ["motionless-v4", "pyramid-v3"])
+@pytest.mark.parametrize("model_id", ["motionless-v5", "pyramid-v4"])
 def test_other_model_id(tmp_path, weights, good, model_id):
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"model_id": model_id}))
     assert_error(rc, err, model_id)

@@ -471,3 +471,23 @@ def test_a_module_stream_is_left_out_when_empty():
         else:
             with pytest.raises(BitstreamError, match="empty global sub-stream"):
                 dec.decode(FrameType.INTER, payload)
+
+
+def test_decomposed_refines_its_global_translation_to_the_true_shift():
+    """A frame moved by exactly (3, 1) pixels and a flow estimate 0.15 pixel off: the encoder codes the
+    translation (3, 1) exactly (24, 8 in 1/8 pixel), found by the prediction error of nearby values,
+    where the fit alone codes the estimate's (25, 9)."""
+    from flowcodec.entropy.coder import Encode
+    from flowcodec.layers.exact import exact
+    from flowcodec.motion.decomposed import PEL
+    torch.manual_seed(0)
+    module = create("decomposed").eval()
+    ref = _image(1, 6, 48, 64, seed=5)  # packed: luma 96x128
+    cur = warp_frame(ref, _flow(1, 96, 128, 3.0, 1.0))  # cur(p) = ref(p + (3, 1))
+    state = DecodedPictures.intra(ref.double())
+    estimate = _flow(1, 96, 128, 3.15, 1.15)
+    with exact():
+        fitted = module.predict(state, 1, Encode(("global",)), estimate)
+        refined = module.predict(state, 1, Encode(("global",)), estimate, cur.double())
+    assert torch.allclose(fitted[:, :, 10, 10].float(), torch.tensor([[25 / PEL, 9 / PEL]]))
+    assert torch.equal(refined[:, :, 10, 10].float(), torch.tensor([[3.0, 1.0]]))

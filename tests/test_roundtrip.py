@@ -19,6 +19,7 @@ from conftest import CLI, TIMEOUT_S, clip_frames, cli_inproc as cli, make_y4m, r
 from flowcodec.codec.bitstream import UNKNOWN_FRAMES, FrameType, Reader, payload_unpack
 from flowcodec.codec.options import QUALITIES as OPTIONS_QUALITIES
 from flowcodec.eval.metrics import psnr_yuv
+from flowcodec.motion import available
 
 QUALITIES = range(1, OPTIONS_QUALITIES + 1)
 SUMMARY = re.compile(r"encoded (\d+) frames (\d+)x(\d+) q(\d) \S+: (\d+) bytes, ([0-9.]+) bpp, "
@@ -328,6 +329,17 @@ def test_auto_intra_keeps_the_lower_rd_cost(monkeypatch):
 
 # --- block modes ------------------------------------------------------------------------------
 
+def _round_trip(tmp_path, src, weights, *extra):
+    """Encode ``src`` (fixed intra period), decode it in another process; the decoded file must equal
+    the encoder's --recon. Returns the paths (bitstream, recon, decoded)."""
+    fcb, rec, dec = (str(tmp_path / n) for n in ("t.fcb", "t_recon.y4m", "t_decoded.y4m"))
+    _encode(src, fcb, weights, *extra, recon=rec)
+    p = run_cli("decode", fcb, "-o", dec, "--weights", weights, "--threads", "1", "-q")
+    assert p.returncode == 0, p.stderr
+    assert _bytes(dec) == _bytes(rec)
+    return fcb, rec, dec
+
+
 def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):
     """A clip that does not change: every block of every P-frame copies the reference (the mode map
     alone is coded), in another process too."""
@@ -339,11 +351,7 @@ def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):
         for _ in range(4):
             w.write(frame)
         w.close()
-    fcb, rec, dec = (str(tmp_path / f) for f in ("s.fcb", "r.y4m", "d.y4m"))
-    _encode(src, fcb, weights, "--quality", "6", recon=rec)
-    p = run_cli("decode", fcb, "-o", dec, "--weights", weights, "--threads", "1", "-q")
-    assert p.returncode == 0, p.stderr
-    assert _bytes(dec) == _bytes(rec)
+    fcb, rec, _ = _round_trip(tmp_path, src, weights, "--quality", "6")
     frames = read_y4m(rec)
     assert all(all(np.array_equal(a, b) for a, b in zip(frames[0], f)) for f in frames[1:])
     with open(fcb, "rb") as f:
@@ -351,35 +359,51 @@ def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):
     assert len(sizes) == 3 and max(sizes) <= 16, sizes
 
 
-def test_block_modes_round_trip():
-    """Any mode map decodes to the encoder's reconstruction: COPY blocks are the reference's pixels,
-    PREDICT blocks the prediction's, and latents they do not use cost nothing."""
+@pytest.mark.parametrize("motion", available())
+def test_block_modes_round_trip(motion):
+    """Every module, a map with all five block modes, the frame's last predictor, in exact arithmetic:
+    decoding gives the encoder's reconstruction and consumes the payload exactly; COPY blocks are the
+    reference's pixels with zero motion, PREDICT and SKIP blocks the prediction's, MERGE and SKIP blocks
+    have the predicted motion (zero without a predictor) and code no motion latents."""
     import torch
     from flowcodec.codec import inter
     from flowcodec.codec.model import VideoModel
     from flowcodec.entropy.coder import Decode, Encode
+    from flowcodec.layers.exact import exact
     from flowcodec.motion import DecodedPictures
     torch.manual_seed(0)
-    model = VideoModel().eval()
-    state, cur = DecodedPictures.intra(torch.rand(1, 6, 64, 96)), torch.rand(1, 6, 64, 96)
-    ref = state.ref
-    modes = torch.tensor([[[[inter.COPY, inter.CODED, inter.PREDICT], [inter.CODED, inter.PREDICT, inter.COPY]]]])
+    model = VideoModel(motion).eval()
+    frames = torch.rand(3, 1, 6, 64, 96, generator=torch.Generator().manual_seed(1)).double()
+    shift = torch.zeros(1, 2, 128, 192, dtype=torch.float64)
+    shift[:, 0] = 1.5
+    state = DecodedPictures.intra(frames[0]).push(frames[1], shift)  # decoded motion for the predictors
+    cur = frames[2]
+    modes = torch.tensor([[[[inter.COPY, inter.CODED, inter.PREDICT], [inter.MERGE, inter.SKIP, inter.CODED]]]])
+    k = model.inter.motion.usable(state) - 1
+    tags = model.inter.tags
     sizes = []
-    with torch.no_grad():
+    with exact():
         for m in (None, modes):
-            enc = Encode(inter.TAGS, m)
-            x_hat, pred, _, _ = model.inter(cur, state, 2, enc)
+            enc = Encode(tags, m)
+            x_hat, pred, field, _ = model.inter(cur, state, 2, enc, predictor=k)
             payloads = enc.payloads()
-            sizes.append(sum(map(len, payloads)))
-            dec = Decode(inter.TAGS, payloads)
+            sizes.append([len(p) for p in payloads])
+            dec = Decode(tags, payloads)
             assert torch.equal(model.inter(None, state, 2, dec)[0], x_hat)
             dec.finish()
-    for mode, source in ((inter.COPY, ref), (inter.PREDICT, pred)):
+        guess = model.inter.motion.predict(state, k, Encode(tags), model.inter.motion.estimate(cur, state), cur)
+    predicted = torch.zeros_like(field) if guess is None else guess
+    ref = state.ref
+    for mode, source in ((inter.COPY, ref), (inter.PREDICT, pred), (inter.SKIP, pred)):
         where = inter.pixels(modes == mode).expand_as(ref)
-        assert torch.equal(x_hat[where], source[where])
+        assert torch.equal(x_hat[where], source[where]), inter.MODES[mode]
+    at = lambda mode: inter.pixels(modes == mode, 2).expand_as(field)
+    assert torch.equal(field[at(inter.COPY)], torch.zeros_like(field[at(inter.COPY)]))
+    for mode in (inter.MERGE, inter.SKIP):
+        assert torch.equal(field[at(mode)], predicted[at(mode)]), inter.MODES[mode]
     coded = inter.pixels(modes == inter.CODED).expand_as(ref)
     assert not torch.equal(x_hat[coded], pred[coded])
-    assert sizes[1] < sizes[0]
+    assert sizes[1][0] < sizes[0][0] and sizes[1][1] < sizes[0][1]  # motion and residual streams
 
 
 @pytest.mark.parametrize("motion", ["temporal", "higher_order", "decomposed"])
@@ -412,3 +436,26 @@ def test_motion_predictors_round_trip(tmp_path, motion):
         shell=True, capture_output=True, timeout=4 * TIMEOUT_S)
     assert piped.returncode == 0, piped.stderr.decode()
     assert piped.stdout == _bytes(rec)
+
+
+@pytest.mark.parametrize("mono_y4m", [False, True])
+def test_monochrome_stays_monochrome(tmp_path, weights, mono_y4m):
+    """A gray clip (4:2:0 with chroma 128 everywhere, or a Cmono y4m) sets the header's monochrome flag;
+    every decoded frame, intra and inter, has chroma exactly 128 and equals the encoder's --recon."""
+    from flowcodec.codec.bitstream import MONOCHROME
+    frames = clip_frames(72, 40, 5, seed=12)
+    src = str(tmp_path / "gray.y4m")
+    with open(src, "wb") as f:
+        if mono_y4m:
+            f.write(b"YUV4MPEG2 W72 H40 F25:1 Cmono\n" + b"".join(b"FRAME\n" + y.tobytes() for y, _, _ in frames))
+        else:
+            from flowcodec.io import VideoInfo, Y4MWriter
+            w = Y4MWriter(f, VideoInfo(72, 40, 25, 1))
+            for y, u, v in frames:
+                w.write((y, np.full_like(u, 128), np.full_like(v, 128)))
+            w.close()
+    fcb, _, dec = _round_trip(tmp_path, src, weights, "--intra-period", "3")
+    types, header = _frame_types(fcb)
+    assert header.flags == MONOCHROME and types.count(FrameType.INTER) == 3
+    decoded = read_y4m(dec)
+    assert len(decoded) == 5 and all(np.all(c == 128) for f in decoded for c in f[1:])

@@ -166,13 +166,16 @@ def test_stop_after_then_resume_is_exact(data_root, uninterrupted, tmp_path):
 
 
 def test_seed_decides_init(data_root, tmp_path):
+    """--seed alone decides the initial weights: the global RNG's state does not, another seed does."""
     exports = []
-    for k, rng_state in enumerate((1, 2)):
+    for k, (rng_state, seed) in enumerate(((1, 0), (2, 0), (1, 1))):
         torch.manual_seed(rng_state)
         export = str(tmp_path / f"{k}.safetensors")
-        _train(_train_args(data_root, str(tmp_path / f"run{k}"), export, stages="flow:1"))
+        _train(_train_args(data_root, str(tmp_path / f"run{k}"), export, stages="flow:0", seed=seed))
         exports.append(export)
-    _assert_same_weights(*exports)
+    _assert_same_weights(exports[0], exports[1])
+    a, b = load_file(exports[0]), load_file(exports[2])
+    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def _torchrun():
@@ -191,7 +194,7 @@ def test_torchrun_two_processes(data_root, tmp_path):
     assert os.path.exists(export)
     from flowcodec.codec.model import load
     model, digest = load(export)
-    assert model.model_id == "pyramid-v4" and len(digest) == 8
+    assert model.model_id == "pyramid-v5" and len(digest) == 8
     log = _log(run)  # rank 0 alone writes the log
     assert [r["step"] for r in log] == [1, 2] and [r["stage"] for r in log] == ["flow", "joint"]
     from safetensors import safe_open
@@ -368,3 +371,84 @@ def test_a_feature_space_model_starts_from_the_pyramids_shared_parts(weights):
     assert torch.equal(got[:, 6:], torch.zeros_like(got[:, 6:]))
     with pytest.raises(FlowcodecError, match="shaped"):
         load_part(VideoModel("pixel_to_feature"), weights, "inter.res.")
+
+
+@pytest.fixture(scope="module")
+def long_root(data_root, tmp_path_factory):
+    """A data root whose one video is long enough to hold out validation frames: 64 frames of a moving
+    texture whose U plane is 40 + 2·t everywhere, so a crop tells which frame it came from."""
+    root = tmp_path_factory.mktemp("long")
+    w, h, t = 96, 80, 64
+    frames = clip_frames(w, h, t, seed=31)
+    video = np.stack([np.concatenate([y.reshape(-1), np.full(u.size, 40 + 2 * k, np.uint8), v.reshape(-1)])
+                      for k, (y, u, v) in enumerate(frames)])
+    np.save(root / "video_x0.npy", video)
+    shutil.copy(os.path.join(data_root, "photos.npz"), root / "photos.npz")
+    (root / "meta.json").write_text(json.dumps(
+        {"video_x0.npy": {"width": w, "height": h, "frames": t}, "photos": 2}))
+    return str(root)
+
+
+def test_training_never_draws_the_validation_frames(long_root):
+    """Real clips come from the first 64 - HELD_OUT_FRAMES frames only; validation codes the others."""
+    assert train_data.trainable(64) == 64 - train_data.HELD_OUT_FRAMES and train_data.trainable(8) == 8
+    s = train_data.ClipSampler(long_root, size=64, frames=3)
+    drawn = set()
+    for step in range(40):
+        frames, _, has_flow = s.batch(4, seed=0, step=step)
+        u = torch.round(frames[~has_flow][:, :, 4] * 255)  # (clips, T, h, w): 40 + 2·t everywhere
+        drawn |= {(int(v) - 40) // 2 for v in u.unique()}
+    assert drawn and max(drawn) < 64 - train_data.HELD_OUT_FRAMES and max(drawn) > 40
+    from flowcodec.train import validate
+    clips = validate.clips(s)
+    assert list(clips) == ["x0"] and len(clips["x0"]) == validate.FRAMES
+    assert [(int(f[1][0, 0]) - 40) // 2 for f in clips["x0"]] == list(range(48, 48 + validate.FRAMES))
+
+
+def test_validation_logs_curves_and_a_run_that_never_beats_its_start_says_so(long_root, weights, tmp_path):
+    """With --lr 0 the weights never move: every validation codes exactly the start's bytes (exact
+    arithmetic), so no checkpoint beats the start, the log says so, and --export writes the start."""
+    run, export = str(tmp_path / "run"), str(tmp_path / "v.safetensors")
+    _train(["train", "--data", long_root, "--out", run, "--export", export, "--batch", "2", "--size", "64",
+            "--frames", "3", "--stages", "joint:2", "--threads", "1", "--init", weights, "--lr", "0",
+            "--val-every", "1", "--log-every", "1"])
+    log = _log(run)
+    val = [r for r in log if "validation" in r]
+    assert [r["step"] for r in val] == [0, 1, 2]
+    from flowcodec.train import validate
+    for r in val:
+        assert len(r["validation"]["x0"]) == len(validate.LEVELS)
+        assert all(b > 0 and p > 10 for b, p in r["validation"]["x0"])
+        assert r["validation"] == val[0]["validation"] and r["score"] == 0.0 and r["best_step"] == 0
+    assert any("never beat its start" in r.get("event", "") for r in log)
+    assert os.path.exists(os.path.join(run, "validation.png"))
+    _assert_same_weights(export, weights)
+    from safetensors import safe_open
+    with safe_open(export, "pt") as f:
+        info = json.loads(f.metadata()["info"])
+    assert info["exported_step"] == 0 and info["validation_bd_rate"] == 0.0 and info["steps"] == 2
+
+
+def test_level_balance_evens_the_levels():
+    """Level 8's loss is 50x level 0's: with 'running' both contribute alike to the batch loss, with
+    'none' every sample weighs 1. Their running means follow later batches."""
+    from flowcodec.train.loop import LevelBalance
+    q = torch.tensor([0, 0, 8, 8])
+    loss = torch.tensor([0.1, 0.1, 5.0, 5.0])
+    w = LevelBalance(9).weights(q, loss)
+    contrib = w * loss
+    torch.testing.assert_close(contrib[0], contrib[2])
+    assert contrib.mean().item() == pytest.approx((0.1 + 5.0) / 2)  # the mean of the level means
+    assert torch.equal(LevelBalance(9, on=False).weights(q, loss), torch.ones(4))
+    b = LevelBalance(9)
+    b.weights(q, loss)
+    b.weights(q, 2 * loss)
+    assert b.mean[0] == pytest.approx(0.1 * LevelBalance.DECAY + 0.2 * (1 - LevelBalance.DECAY))
+
+
+def test_learning_rate_warms_up_and_decays():
+    from flowcodec.train.loop import lr_factor
+    f = [lr_factor(s, 100, 1100, 50, True) for s in range(100, 1100)]
+    assert f[0] == pytest.approx(1 / 50) and all(a < b for a, b in zip(f[:49], f[1:50]))
+    assert all(a >= b for a, b in zip(f[50:], f[51:])) and f[-1] < 1e-4
+    assert lr_factor(500, 100, 1100, 0, False) == 1.0

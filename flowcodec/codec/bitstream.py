@@ -16,9 +16,12 @@ from typing import BinaryIO, Iterator
 from flowcodec.errors import BitstreamError
 
 MAGIC = b"FCDC"
-VERSION = 4
+VERSION = 5
 STREAMS = ("intra", "motion", "residual", "global")
 """Sub-stream tags; a payload stores each as its index here (docs/bitstream.md, "Sub-streams")."""
+MONOCHROME = 0x01
+"""Header flag: every frame's chroma is gray (8-bit 128), stored and output so (docs/bitstream.md)."""
+FLAGS = MONOCHROME  # every flag this version knows
 UNKNOWN_FRAMES = 0xFFFFFFFF
 """frame_count value meaning "read records until end of file"."""
 
@@ -78,7 +81,7 @@ class Header:
             raise BitstreamError(f"invalid intra period {self.intra_period}")
         if not 0 <= self.quality <= 0xFF:
             raise BitstreamError(f"invalid quality {self.quality}")
-        if self.flags != 0:
+        if self.flags & ~FLAGS:
             raise BitstreamError(f"unknown header flags 0x{self.flags:02x}")
         mid = self.model_id
         if not (0 < len(mid) <= MAX_MODEL_ID and all(" " <= c <= "~" for c in mid)):

@@ -8,7 +8,7 @@ from the same calls, so its references are the decoder's.
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
 from . import intra
-from .bitstream import FrameType, payload_chunks
+from .bitstream import MONOCHROME, FrameType, payload_chunks
 from ..frames import padded_size, to_frame, to_tensor
 from ..layers.exact import exact
 from ..motion import DecodedPictures
@@ -18,19 +18,24 @@ from .hevc import decode_intra
 class SequenceDecoder:
     coder = Decode  # reads learned payloads; analysis substitutes a subclass that also measures the bits
 
-    def __init__(self, model, width: int, height: int, quality: int):
+    def __init__(self, model, width: int, height: int, quality: int, mono: bool = False):
         if not 1 <= quality <= model.levels:
             raise BitstreamError(f"quality {quality} is not a level of this model (1..{model.levels})")
-        self.model, self.width, self.height = model, width, height
+        self.model, self.width, self.height, self.mono = model, width, height, mono
         self.level = quality - 1
         wp, hp = padded_size(width, height)
         self.packed = (hp // 2, wp // 2)  # size of the packed frame tensors
         self.state = None  # DecodedPictures; None until the first intra frame
         self.last = None  # (coder, prediction, motion field) of the last inter frame, for analysis
 
+    @classmethod
+    def for_header(cls, model, header):
+        """The decoder of a stream with this header (``bitstream.Header``)."""
+        return cls(model, header.width, header.height, header.quality, bool(header.flags & MONOCHROME))
+
     def _intra_state(self, x_hat):
         """The state after an intra frame whose (padded, packed) reconstruction is ``x_hat``."""
-        return DecodedPictures.intra(x_hat.double(), (self.width, self.height))
+        return DecodedPictures.intra(x_hat.double(), (self.width, self.height), self.mono)
 
     def _accept(self, state):
         """Make ``state`` the decoder's; return its newest frame, the one just decoded, as 8-bit planes."""

@@ -13,10 +13,18 @@ than intra, which are nearly all of them on continuous content.
 Motion predictors: where the motion module can predict the field from the decoder state in several
 ways (``MotionModel.usable``), the frame is coded whole with each and the cheapest in R + λ·D is kept.
 
-Block modes (x264's P-skip decision, per 64×64 block): each P-frame is first coded whole, measuring
-every block's distortion and the bits of its motion and residual latents; each block then takes the
-mode of lowest cost — CODED (λ·D + motion bits + residual bits), PREDICT (λ·D of the prediction +
-motion bits) or COPY (λ·D of the reference) — and the frame is coded again with that mode map.
+Block modes (x264's P-skip and x265's merge decisions, per 64×64 block; ``inter.MODES``): each P-frame
+is first coded whole, measuring every block's distortion and the bits of its motion and residual
+latents, then once more with the predicted motion in every block (no motion latents); each block then
+takes the mode of lowest cost — CODED (λ·D + motion bits + residual bits), PREDICT (λ·D of the
+prediction + motion bits), COPY (λ·D of the reference), MERGE (λ·D on the predicted motion + residual
+bits) or SKIP (λ·D of the prediction from the predicted motion). A block's cost assumes its neighbours'
+modes of the pass it was measured in, so the frame is coded again with that map and with the map
+restricted to CODED, COPY and PREDICT, and the coding of least real R + λ·D (payload bytes, decoded
+frame) is kept, the first pass's (every block coded) included. The choice is greedy per frame: what a
+skipped block leaves to the frames after it is not weighed (measured on training-source clips, 33 frames
+at qualities 2–5 against format 4's three modes: −3.1% BD-rate on a still camera, −0.3% and +0.4% on two
+moving ones).
 
 Intra frames are coded with HEVC (x265), with the learned intra codec, or — ``intra="auto"`` — with
 both, keeping the one of lower cost R + λ·D (the training loss, with the quality level's λ).
@@ -28,14 +36,14 @@ decode`` writes.
 import numpy as np
 import torch
 
-from ..entropy.coder import Encode, integer_bits
+from ..entropy.coder import Encode, factorized_bits, gaussian_bits, integer_bits
 from ..layers.exact import exact
-from ..frames import quantize_frame, to_frame, to_tensor, weighted_se
+from ..frames import to_frame, to_tensor, weighted_se
 from . import intra
 from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
-from .inter import BLOCK, CODED, COPY, PREDICT
+from .inter import BLOCK, CODED, COPY, MERGE, MODES, PREDICT, SKIP
 from .options import INTRA_MODES, INTRA_QP, LAMBDAS
 
 INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + λ·D is tried as intra too
@@ -61,10 +69,11 @@ def block_sse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Te
 
 
 class _Measured(Encode):
-    """Range-codes like ``Encode`` and keeps every coded element's bits per tag and mode block."""
+    """Range-codes like ``Encode`` (with the block modes ``modes``, if given) and keeps every coded
+    element's bits per tag and mode block, as coded (σ snapped to the scale table)."""
 
-    def __init__(self, tags, grid):
-        super().__init__(tags)
+    def __init__(self, tags, grid, modes=None):
+        super().__init__(tags, modes)
         self.bits = {t: torch.zeros(grid) for t in tags}
         self.param_bits = 0.0  # bits of the frame's side parameters (not tied to a block)
 
@@ -73,12 +82,12 @@ class _Measured(Encode):
 
     def factorized(self, prior, z, tag, shape, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)
-        self._count(tag, -torch.log2(prior.likelihood(z_hat)))
+        self._count(tag, factorized_bits(prior, z_hat, keep))
         return z_hat
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):
         y_hat = super().gaussian(cond, y, mu, sigma, tag, keep)
-        self._count(tag, -torch.log2(cond.likelihood(y_hat, mu, sigma)))
+        self._count(tag, gaussian_bits(cond, y_hat, mu, sigma, keep))
         return y_hat
 
     def integers(self, values, scales, tag):
@@ -88,8 +97,9 @@ class _Measured(Encode):
 
 
 class SequenceEncoder(SequenceDecoder):
-    def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc", adaptive_intra=True):
-        super().__init__(model, width, height, quality)
+    def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc", adaptive_intra=True,
+                 mono=False):
+        super().__init__(model, width, height, quality, mono)
         if intra_mode not in INTRA_MODES:
             raise ValueError(f"intra mode must be one of {INTRA_MODES}")
         self.intra_period, self.intra_mode, self.adaptive_intra = intra_period, intra_mode, adaptive_intra
@@ -101,28 +111,42 @@ class SequenceEncoder(SequenceDecoder):
 
     def _inter(self, x):
         """Code a P-frame whole with each motion predictor the state supports and keep the cheapest;
-        choose the block modes from that pass, and code it again unless all are CODED. Returns
-        (payload, state after the frame)."""
+        code it once more with the predicted motion in every block (merge); choose the block modes from
+        those two passes, among all modes and among coded, copy and predict only, and code the frame with
+        each map; keep the coding (all blocks coded included) of least real R + λ·D. Returns (payload,
+        state after the frame)."""
         lam = LAMBDAS[self.level]
         estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
+        grid = (self.packed[0] // BLOCK, self.packed[1] // BLOCK)
         trials = []
         tags = self.model.inter.tags
         for k in range(self.model.inter.motion.usable(self.state)):
-            coder = _Measured(tags, (self.packed[0] // BLOCK, self.packed[1] // BLOCK))
+            coder = _Measured(tags, grid)
             x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate, k)
-            coded = sse(quantize_frame(x_hat)) + coder.bits["motion"] + coder.bits["residual"]
+            coded = sse(state.ref) + coder.bits["motion"] + coder.bits["residual"]
             trials.append((coded.sum().item() + coder.param_bits, k, coder, coded, pred, state))
         _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
-        cost = torch.empty(3, *coded.shape)
+        merged = _Measured(tags, grid, torch.full((1, 1, *grid), MERGE))
+        merged_hat, merged_pred = self.model.inter(x, self.state, self.level, merged, estimate, k)[:2]
+        cost = torch.empty(len(MODES), *grid)
         cost[CODED] = coded
         cost[COPY] = sse(self.state.ref)
-        cost[PREDICT] = sse(quantize_frame(pred)) + coder.bits["motion"]
-        modes = cost.argmin(0)
-        if modes.any():
-            coder = Encode(tags, modes[None, None])
-            state = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
-        return payload_pack(tags, coder.payloads(), self.model.inter.motion.streams), state
+        stored = self.state.stored  # what the decoder keeps of a frame (8-bit; gray chroma if monochrome)
+        cost[PREDICT] = sse(stored(pred)) + coder.bits["motion"]
+        cost[MERGE] = sse(stored(merged_hat)) + merged.bits["residual"]
+        cost[SKIP] = sse(stored(merged_pred))
+        pack = lambda c: payload_pack(tags, c.payloads(), self.model.inter.motion.streams)
+        options = {(CODED,) * cost[0].numel(): (pack(coder), state)}  # the trial pass: every block coded
+        for modes in (cost.argmin(0), cost[:MERGE].argmin(0)):  # every mode; coded, copy and predict only
+            key = tuple(modes.reshape(-1).tolist())
+            if key not in options:
+                coder = Encode(tags, modes[None, None])
+                after = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
+                options[key] = (pack(coder), after)
+        # the real R + λ·D of each distinct map: a block's mode was chosen with its neighbours as they were
+        real = lambda option: 8 * len(option[0]) + sse(option[1].ref).sum().item()
+        return min(options.values(), key=real)
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
@@ -146,7 +170,10 @@ class SequenceEncoder(SequenceDecoder):
 
     @exact()
     def encode(self, frame):
-        """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction)."""
+        """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction). In a monochrome
+        stream the frame's chroma is taken as gray."""
+        if self.mono:
+            frame = (frame[0], *(np.full_like(c, 128) for c in frame[1:]))
         if self.since_intra % self.intra_period == 0:
             option, cost = self._intra(frame)
         else:

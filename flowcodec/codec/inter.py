@@ -20,12 +20,18 @@ from .bitstream import STREAMS
 TAGS = ("motion", "residual")
 FIELD_SCALE = 4.0  # motion fields enter the autoencoder divided by this constant (pixels, not sizes)
 BLOCK = 4 * STRIDE  # packed pixels per mode-block side: 64 luma pixels, one hyper-latent position
-CODED, COPY, PREDICT = 0, 1, 2  # block modes (entropy.coder.MODES of them)
+MODES = ("coded", "copy", "predict", "merge", "skip")
+"""Block modes, one per 64×64 luma block (what each codes: motion latents, residual latents):
+coded (both), copy (neither; the reference itself), predict (motion only; the prediction), merge (the
+residual only, on the predicted motion) and skip (neither; the prediction from the predicted motion).
+The predicted motion is the frame's motion predictor's field (``MotionModel.predict``), zero motion for
+predictor "none", as x265's merge and skip take a neighbour's motion vector."""
+CODED, COPY, PREDICT, MERGE, SKIP = range(len(MODES))
 
 
-def pixels(block_map: torch.Tensor) -> torch.Tensor:
-    """A per-block map at the resolution of the packed frame."""
-    return block_map.repeat_interleave(BLOCK, -1).repeat_interleave(BLOCK, -2)
+def pixels(block_map: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """A per-block map at the resolution of the packed frame (``scale`` 2: of the luma-resolution field)."""
+    return block_map.repeat_interleave(scale * BLOCK, -1).repeat_interleave(scale * BLOCK, -2)
 
 
 class Refine(nn.Module):
@@ -72,34 +78,41 @@ class InterCodec(nn.Module):
         module has several usable on this state (the encoder's or training's choice, coded per frame;
         default: the last usable one).
 
-        Block modes (a map from the coder, one per 64×64 luma block; never in training): CODED blocks use
-        motion and residual; COPY blocks copy the reference and code no latents; PREDICT blocks take the
-        motion-compensated prediction and code no residual latents.
+        Block modes (a map from the coder, one per 64×64 luma block; never in training; ``MODES``): the
+        latents a block's mode does not use are not coded. The decoded field of a COPY block is zero, of
+        a MERGE or SKIP block the predicted motion (zero without a predictor), and that field goes into
+        the state like any other, so that temporal prediction continues through such blocks. PREDICT and
+        SKIP blocks take the prediction, COPY blocks the reference.
         Returns (reconstruction, prediction, decoded motion field, the state with this frame pushed);
         all padded packed tensors.
         """
         ref = state.ref
         size = ref.shape[-2:]
-        modes = coder.modes((1, 1, size[0] // BLOCK, size[1] // BLOCK))
-        copy = no_residual = None
+        modes = coder.modes((1, 1, size[0] // BLOCK, size[1] // BLOCK), len(MODES))
+        no_motion = no_residual = None
         if modes is not None:
-            copy, no_residual = modes == COPY, modes != CODED
+            no_motion = (modes == COPY) | (modes == MERGE) | (modes == SKIP)
+            no_residual = (modes != CODED) & (modes != MERGE)
         usable = self.motion.usable(state)
         k = coder.choice(usable - 1 if predictor is None else predictor, usable) if usable > 1 else 0
         if cur is not None and estimate is None:
             estimate = self.motion.estimate(cur, state)
-        guess = self.motion.predict(state, k, coder, estimate)  # the motion coder codes what it leaves
+        guess = self.motion.predict(state, k, coder, estimate, cur)  # the motion coder codes what it leaves
         field_in = None
         if cur is not None:
             field_in = F.pixel_unshuffle((estimate if guess is None else estimate - guess) / FIELD_SCALE, 2)
-        field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, copy), 2) * FIELD_SCALE
+        field = F.pixel_shuffle(self.mv(field_in, q, coder, "motion", size, no_motion), 2) * FIELD_SCALE
         if guess is not None:
             field = field + guess
+        if modes is not None and no_motion.any():
+            predicted = torch.zeros_like(field) if guess is None else guess
+            field = torch.where(pixels(modes == COPY, 2), torch.zeros_like(field), field)
+            field = torch.where(pixels((modes == MERGE) | (modes == SKIP), 2), predicted, field)
         pred = self.compensate(state, field)  # in the module's space (the identity maps for pixels)
         residual = None if cur is None else self.motion.extract(cur) - pred
         x_hat = self.motion.reconstruct(pred + self.res(residual, q, coder, "residual", size, no_residual))
         pred = self.motion.reconstruct(pred)
         if modes is not None:
-            x_hat = torch.where(pixels(modes == PREDICT), pred, x_hat)
-            x_hat = torch.where(pixels(copy), ref, x_hat)
+            x_hat = torch.where(pixels((modes == PREDICT) | (modes == SKIP)), pred, x_hat)
+            x_hat = torch.where(pixels(modes == COPY), ref, x_hat)
         return x_hat, pred, field, state.push(x_hat, field)

@@ -17,7 +17,8 @@ Side parameters (``integers``): a few integers per frame in a module's own strea
 parameters), each coded with a zero-mean discretized Laplace of a fixed scale per position.
 
 Block modes: a P-frame carries a mode map (one mode per hyper-latent position, i.e. per 64×64 luma
-block: coded, copy or prediction only), coded at the start of its first stream. Latents of blocks that
+block; the codec says how many modes there are and what they mean: ``codec/inter.py``), coded at the
+start of its first stream. Latents of blocks that
 do not use them are not coded: their z is 0 and their y its mean μ, on both sides (``keep`` masks in
 ``factorized`` / ``gaussian``). Training never uses modes (``modes`` returns None); the encoder decides
 the map (``codec/encoder.py``).
@@ -38,13 +39,24 @@ _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _FEWEST = 0.99  # margin of the bits-per-stream floor for the coder's fixed-point probabilities
 
 
-MODES = 3  # block modes: 0 coded, 1 copy of the reference, 2 prediction only (see codec/inter.py)
-
-
 def _mode_table(counts, n: int) -> np.ndarray:
-    """Probabilities (n, MODES) of each block mode, from the number of blocks in each mode."""
+    """Probabilities (n, len(counts)) of each block mode, from the number of blocks in each mode."""
     p = np.maximum(np.asarray(counts, np.float64), 0.5) / n
     return np.tile((p / p.sum()).astype(np.float32)[None], (n, 1))
+
+
+def gaussian_bits(cond, y_hat, mu, sigma, keep=None) -> torch.Tensor:
+    """Code length in bits of every element of ``y_hat`` as ``Encode`` codes it (σ snapped to its entry
+    of the scale table); 0 where ``keep`` leaves an element uncoded."""
+    scale = torch.from_numpy(SCALES[cond.scale_index(sigma)]).to(mu.dtype).view_as(sigma)
+    bits = -torch.log2(cond.likelihood(y_hat, mu, scale))
+    return bits if keep is None else bits * keep
+
+
+def factorized_bits(prior, z_hat, keep=None) -> torch.Tensor:
+    """Code length in bits of every hyper-latent of ``z_hat``; 0 where ``keep`` leaves one uncoded."""
+    bits = -torch.log2(prior.likelihood(z_hat))
+    return bits if keep is None else bits * keep
 
 
 def _kept(x, keep) -> np.ndarray:
@@ -107,7 +119,7 @@ class Train:
         bits = -torch.log2(lik).sum(dim=(1, 2, 3))
         self.bits[tag] = self.bits.get(tag, 0) + bits
 
-    def modes(self, shape):
+    def modes(self, shape, n: int):
         return None
 
     def choice(self, value: int, n: int) -> int:
@@ -146,16 +158,24 @@ class Encode:
         self.streams = {t: constriction.stream.queue.RangeEncoder() for t in tags}
         self.mode_map = modes  # the encoder's block modes (int, shaped like the hyper-latent grid)
 
-    def modes(self, shape):
-        """Code the mode map (every block coded unless the encoder gave one) and return it."""
+    def modes(self, shape, n: int):
+        """Code the map of ``n`` block modes (every block mode 0 unless the encoder gave one); return it."""
         if self.mode_map is None:
             self.mode_map = torch.zeros(shape, dtype=torch.long)
         assert tuple(self.mode_map.shape) == tuple(shape), (self.mode_map.shape, shape)
         first = next(iter(self.streams.values()))
         m = self.mode_map.reshape(-1).numpy().astype(np.int32)
-        counts = np.bincount(m, minlength=MODES)[1:]  # the count of mode 0 follows from n
-        first.encode(counts.astype(np.int32), constriction.stream.model.Uniform(len(m) + 1))
-        first.encode(m, _CATEGORICAL, _mode_table([len(m) - counts.sum(), *counts], len(m)))
+        counts = np.bincount(m, minlength=n)[1:]  # the count of mode 0 follows from the block count
+        present = counts > 0
+        first.encode(np.array([int((present * 2 ** np.arange(n - 1)).sum())], np.int32),
+                     constriction.stream.model.Uniform(2 ** (n - 1)))
+        remaining = len(m)
+        for c in counts[present]:  # each present mode's count, 1 … the blocks not yet counted (1: no symbol)
+            if remaining > 1:
+                first.encode(np.array([c - 1], np.int32), constriction.stream.model.Uniform(remaining))
+            remaining -= int(c)
+        if present.any():
+            first.encode(m, _CATEGORICAL, _mode_table([len(m) - counts.sum(), *counts], len(m)))
         return self.mode_map
 
     def choice(self, value: int, n: int) -> int:
@@ -230,14 +250,22 @@ class Decode:
         self.echo[tag].encode(symbols, model, *params)
         return symbols
 
-    def modes(self, shape):
+    def modes(self, shape, n: int):
         first = next(iter(self.streams))
-        n = int(np.prod(shape))
-        counts = self._read(first, constriction.stream.model.Uniform(n + 1), count=MODES - 1)
-        if counts.sum() > n:
-            raise BitstreamError("block mode counts exceed the number of blocks (damaged payload)")
-        m = self._read(first, _CATEGORICAL, _mode_table([n - counts.sum(), *counts], n))
-        if not np.array_equal(np.bincount(m, minlength=MODES)[1:], counts):
+        blocks = int(np.prod(shape))
+        mask = int(self._read(first, constriction.stream.model.Uniform(2 ** (n - 1)), count=1)[0])
+        counts, remaining = np.zeros(n - 1, np.int64), blocks
+        for mode in range(n - 1):
+            if mask >> mode & 1:
+                if remaining < 1:
+                    raise BitstreamError("block mode counts exceed the number of blocks (damaged payload)")
+                counts[mode] = 1 if remaining == 1 else \
+                    self._read(first, constriction.stream.model.Uniform(remaining), count=1)[0] + 1
+                remaining -= int(counts[mode])
+        if not mask:
+            return torch.zeros(shape, dtype=torch.long)
+        m = self._read(first, _CATEGORICAL, _mode_table([blocks - counts.sum(), *counts], blocks))
+        if not np.array_equal(np.bincount(m, minlength=n)[1:], counts):
             raise BitstreamError("block modes do not match their counts (damaged payload)")
         return torch.from_numpy(m.astype(np.int64).reshape(shape))
 

@@ -19,14 +19,12 @@ import html
 import os
 
 import numpy as np
-import torch
 
 from ..codec.bitstream import STREAMS, FrameType, stream_sizes
 from ..codec.decoder import SequenceDecoder
 from ..frames import to_frame
-from ..codec.inter import TAGS
-from ..entropy.coder import Decode
-from ..entropy.models import SCALES
+from ..codec.inter import MODES, TAGS
+from ..entropy.coder import Decode, factorized_bits, gaussian_bits
 from ..errors import FlowcodecError
 from ..layers.exact import exact
 from ..io import open_video, to_8bit
@@ -47,21 +45,18 @@ class _Measure(Decode):
         self.params = super().integers(values, scales, tag)  # a module's side parameters (global motion)
         return self.params
 
-    def modes(self, shape):
-        self.mode_map = super().modes(shape)
+    def modes(self, shape, n):
+        self.mode_map = super().modes(shape, n)
         return self.mode_map
 
     def factorized(self, prior, z, tag, shape, keep=None):
         z_hat = super().factorized(prior, z, tag, shape, keep)
-        bits = -torch.log2(prior.likelihood(z_hat))
-        self.side[tag] = float((bits if keep is None else bits * keep).sum())
+        self.side[tag] = float(factorized_bits(prior, z_hat, keep).sum())
         return z_hat
 
     def gaussian(self, cond, y, mu, sigma, tag, keep=None):
         y_hat = super().gaussian(cond, y, mu, sigma, tag, keep)
-        scale = torch.from_numpy(SCALES[cond.scale_index(sigma)]).float().view_as(sigma)
-        bits = -torch.log2(cond.likelihood(y_hat, mu, scale))
-        self.maps[tag] = (bits if keep is None else bits * keep)[0].sum(0).numpy()
+        self.maps[tag] = gaussian_bits(cond, y_hat, mu, sigma, keep)[0].sum(0).numpy()
         return y_hat
 
 
@@ -153,7 +148,8 @@ def _frame_images(out, i, dec, frame_src, size):
     _heat(os.path.join(out, files["bits"]),
           [(f"{tag} bits per latent ({coder.maps[tag].sum():.0f} + z {coder.side[tag]:.0f})",
             coder.maps[tag], "magma") for tag in TAGS]
-          + [("block modes: 0 coded, 1 copy, 2 prediction", coder.mode_map[0, 0].numpy(), "viridis")], size)
+          + [("block modes: " + ", ".join(f"{k} {m}" for k, m in enumerate(MODES)), coder.mode_map[0, 0].numpy(),
+              "viridis")], size)
     if coder.params is not None:  # decomposed: the global (camera) field and the local rest, one scale
         files["global"] = f"global_{i:04d}.png"
         camera = global_field(coder.params, field.shape[-2:], size)[0].numpy()
@@ -190,7 +186,7 @@ def analyze(reader, model, out, source=None):
         src.close()
         raise FlowcodecError(f"source is {src.info.width}x{src.info.height}, "
                              f"the bitstream {h.width}x{h.height}")
-    dec = _Decoder(model, h.width, h.height, h.quality)
+    dec = _Decoder.for_header(model, h)
     rows = []
     try:
         for i, (ftype, payload) in enumerate(reader):

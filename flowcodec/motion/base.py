@@ -2,7 +2,8 @@
 registry of approaches.
 
 Decoder state (``DecodedPictures``, a decoded picture buffer like DCVC's ``dpb``): the last ``DEPTH``
-decoded frames, newest first, each with its decoded motion field (None for an intra frame). Encoder,
+decoded frames, newest first, each with its decoded motion field (None for an intra frame); in a
+monochrome stream every stored frame's chroma is exactly gray. Encoder,
 decoder and training build it
 through the same two calls — ``DecodedPictures.intra(frame, size)`` at every intra frame and
 ``state.push(frame, field)`` after every P-frame — so the encoder's references are the decoder's and
@@ -25,8 +26,8 @@ A motion module (a subclass of ``MotionModel``, registered with ``@register("nam
   between the estimated field and the prediction, and the chosen k per frame (when more than one is
   usable; the encoder picks the k of lowest R + λ·D). A prediction may also rest on side parameters
   the module codes itself, through ``coder``, in sub-streams of its own that it names in ``streams``
-  (e.g. the global camera motion of ``decomposed``); ``estimate`` is the encoder's field, None when
-  decoding, when nothing encoder-only may run;
+  (e.g. the global camera motion of ``decomposed``); ``estimate`` is the encoder's field and ``cur`` the
+  current frame, both None when decoding, when nothing encoder-only may run;
 * ``space``: where it predicts, "pixels" (default) or "features". A pixel-space module's prediction
   goes through the codec's refinement network and the residual is coded in pixels. A feature-space
   module (``deform.FeatureMotion``, approaches 3 and 7) declares ``features_width`` channels and
@@ -55,7 +56,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..frames import quantize_frame, repad
+from ..frames import neutral_chroma, quantize_frame, repad
 
 DEPTH = 3  # decoded frames the state keeps (higher-order motion reads three)
 
@@ -71,24 +72,30 @@ class DecodedPictures:
     frames: tuple = ()
     motion: tuple = ()
     size: tuple | None = None
+    mono: bool = False
 
     @classmethod
-    def intra(cls, frame: torch.Tensor, size: tuple | None = None) -> "DecodedPictures":
+    def intra(cls, frame: torch.Tensor, size: tuple | None = None, mono: bool = False) -> "DecodedPictures":
         """The state after an intra frame: that frame alone (every intra frame starts anew)."""
-        return cls(size=size).push(frame)
+        return cls(size=size, mono=mono).push(frame)
 
     @property
     def ref(self) -> torch.Tensor:
         """The newest decoded frame."""
         return self.frames[0]
 
-    def push(self, frame: torch.Tensor, motion: torch.Tensor | None = None) -> "DecodedPictures":
-        """A new state whose newest reference is ``frame`` rounded to 8 bits (and re-padded)."""
+    def stored(self, frame: torch.Tensor) -> torch.Tensor:
+        """``frame`` as this state stores a decoded frame: rounded to 8 bits, re-padded, and with gray
+        chroma in a monochrome stream."""
         frame = quantize_frame(frame)
-        if self.size is not None:
-            frame = repad(frame, *self.size)
-        return DecodedPictures((frame,) + self.frames[:DEPTH - 1], (motion,) + self.motion[:DEPTH - 1],
-                               self.size)
+        if self.mono:
+            frame = neutral_chroma(frame)
+        return frame if self.size is None else repad(frame, *self.size)
+
+    def push(self, frame: torch.Tensor, motion: torch.Tensor | None = None) -> "DecodedPictures":
+        """A new state whose newest reference is ``frame`` as stored (``stored``)."""
+        return DecodedPictures((self.stored(frame),) + self.frames[:DEPTH - 1],
+                               (motion,) + self.motion[:DEPTH - 1], self.size, self.mono)
 
     def known_motion(self) -> int:
         """How many of the newest frames have decoded motion in a row (0 right after an intra frame)."""
@@ -136,7 +143,7 @@ class MotionModel(nn.Module):
         """How many of the predictors (0 … n-1) this state supports; 1 means only "none"."""
         return 1
 
-    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None) -> torch.Tensor | None:
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None, cur=None) -> torch.Tensor | None:
         """Predictor k's prediction of the field; None (no prediction) for k = 0."""
         return None
 

@@ -21,7 +21,8 @@ Parameters are integers in 1/``PEL`` luma pixel, each coded with a zero-mean Lap
 
 Fitting (encoder only, ``fit``) is a robust weighted least-squares fit to the estimated flow: iteratively
 reweighted with Cauchy weights whose scale follows the median residual, starting from the median flow,
-so objects that move on their own (up to about half the frame) do not pull the camera model.
+so objects that move on their own (up to about half the frame) do not pull the camera model; the
+translation is then refined by the prediction error of a few nearby values (``_closest``).
 Estimation and compensation are those of the pyramid (approach 2), whose weights this module starts from.
 """
 import torch
@@ -30,6 +31,7 @@ from .base import DecodedPictures, register
 from .pyramid import PyramidFlow
 
 PEL = 8  # global parameters are coded in 1/PEL luma pixel
+SEARCH = 1  # the encoder tries the fitted translation ± up to SEARCH/PEL pixel each way (``_closest``)
 COUNTS = (0, 2, 6)  # parameters of each predictor: none, translation, affine
 PARAM_SCALES = (64.0, 64.0, 8.0, 8.0, 8.0, 8.0)  # Laplace scale of each parameter, in 1/PEL pixel
 
@@ -86,11 +88,38 @@ class DecomposedFlow(PyramidFlow):
     def usable(self, state: DecodedPictures) -> int:
         return self.predictors  # the global model needs nothing from earlier frames
 
-    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None):
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None, cur=None):
         if k == 0:
             return None
         n = COUNTS[k]
-        params = None if estimate is None else fit(estimate, state.size, n, **self.hyper)  # encoder only
-        params = coder.integers(params, PARAM_SCALES[:n], "global")
         h, w = state.ref.shape[-2:]
-        return global_field(params, (2 * h, 2 * w), state.size)
+        field = lambda p: global_field(p, (2 * h, 2 * w), state.size)
+        params = None
+        if estimate is not None:  # encoder only
+            params = fit(estimate, state.size, n, **self.hyper).round()
+            if cur is not None and not self.training:
+                params = self._closest(params, cur, state, field)
+        params = coder.integers(params, PARAM_SCALES[:n], "global")
+        return field(params)
+
+    def _closest(self, params, cur, state, field):
+        """Encoder only: of the fitted parameters, those with the translation moved by up to ``SEARCH``
+        steps of 1/PEL pixel each way, those with the translation rounded to whole pixels, and (affine)
+        both translations alone, the ones whose compensated prediction has the least luma error. The flow estimate is accurate to a
+        fraction of a pixel only, and a global model a fraction off shifts and blurs every block that
+        takes it as it is (merge and skip blocks)."""
+        candidates = []
+        for dy in range(-SEARCH, SEARCH + 1):
+            for dx in range(-SEARCH, SEARCH + 1):
+                p = params.clone()
+                p[:, 0] += dx
+                p[:, 1] += dy
+                candidates.append(p)
+        whole = params.clone()
+        whole[:, :2] = torch.round(params[:, :2] / PEL) * PEL
+        candidates.append(whole)
+        if params.shape[1] > 2:  # the affine model as a pure translation too, fitted or whole-pixel
+            for p in (params, whole):
+                candidates.append(torch.cat((p[:, :2], torch.zeros_like(p[:, 2:])), 1))
+        errors = [float(((self.compensate(state, field(p)) - cur)[:, :4] ** 2).sum()) for p in candidates]
+        return candidates[min(range(len(errors)), key=errors.__getitem__)]

@@ -31,7 +31,7 @@ class HigherOrderFlow(PyramidFlow):
     def usable(self, state: DecodedPictures) -> int:
         return 1 + min(2, state.known_motion())
 
-    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None):
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None, cur=None):
         if k == 0:
             return None
         v = carried(state.motion[0][:, :2])

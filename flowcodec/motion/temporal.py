@@ -55,7 +55,7 @@ class TemporalFlow(PyramidFlow):
     def usable(self, state: DecodedPictures) -> int:
         return 1 + min(1, state.known_motion())
 
-    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None):
+    def predict(self, state: DecodedPictures, k: int, coder=None, estimate=None, cur=None):
         if k == 0:
             return None
         step, unit = self.hyper["step"], self.hyper["unit"]

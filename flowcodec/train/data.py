@@ -15,7 +15,8 @@ Sources (``flowcodec data fetch``):
   and, as single frames, to train the learned intra codec (``ClipSampler.images``).
 * optionally the Vimeo-90k septuplet layout (``sequences/XXXXX/YYYY/im1..7.png`` + ``sep_trainlist.txt``).
 
-Everything is stored under one folder as .npy files; ``ClipSampler`` draws training crops from it.
+Everything is stored under one folder as .npy files; ``ClipSampler`` draws training crops from it, never
+from the last ``HELD_OUT_FRAMES`` frames of a video: they are the validation split (``validate.py``).
 """
 import glob
 import json
@@ -49,6 +50,7 @@ PHOTO_GLOBS = ("mate-backgrounds/usr/share/backgrounds/mate/nature/*.jpg",
                "lomiri-wallpapers-20.04/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
                *(PLASMA.format(n) for n in PLASMA_PHOTOS))
 SYNTHETIC = 12  # synthetic pictures added to the photographs
+HELD_OUT_FRAMES = 16  # last frames of each fetched video: the validation split, never drawn for training
 
 
 def _ffmpeg(args):
@@ -296,8 +298,10 @@ class ClipSampler:
         self.size, self.frames, self.rendered_share = size, frames, rendered_share
         with open(os.path.join(root, "meta.json")) as f:
             meta = json.load(f)
-        self.videos = [(np.load(os.path.join(root, k), mmap_mode="r"), v["width"], v["height"])
-                       for k, v in meta.items() if k.startswith("video_")]
+        files = [k for k in meta if k.startswith("video_")]
+        self.names = [k[len("video_"):-len(".npy")] for k in files]  # e.g. "bikes1"
+        self.videos = [(np.load(os.path.join(root, k), mmap_mode="r"), meta[k]["width"], meta[k]["height"])
+                       for k in files]
         photos = np.load(os.path.join(root, "photos.npz"))
         self.photos = [photos[k] for k in photos.files]
         self.vimeo = _vimeo_list(root)
@@ -344,7 +348,7 @@ class ClipSampler:
         data, w, h = self.videos[rng.integers(len(self.videos))]
         stride = int(rng.integers(1, 3))
         span = (frames - 1) * stride
-        t0 = int(rng.integers(0, len(data) - span))
+        t0 = int(rng.integers(0, trainable(len(data)) - span))
         s = self.size
         x0, y0 = 2 * int(rng.integers(0, (w - s) // 2 + 1)), 2 * int(rng.integers(0, (h - s) // 2 + 1))
         out = []
@@ -356,6 +360,12 @@ class ClipSampler:
         if rng.random() < 0.5:
             out = out[::-1]
         return torch.cat(out)
+
+
+def trainable(frames: int) -> int:
+    """How many of a video's first frames training may draw: all but the held-out validation frames,
+    for videos long enough to spare them (at least 4 times as many)."""
+    return frames - HELD_OUT_FRAMES if frames >= 4 * HELD_OUT_FRAMES else frames
 
 
 def _hflip(x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,12 @@ Stages (``--stages flow:N,joint:M``):
   integer-valued latents they end up coding; this stage fits them to what the range coder sees.
 
 The factorized priors learn ``PRIOR_LR`` times faster than the rest: they are small density models that
-must follow the hyper-latents as the transforms change.
+must follow the hyper-latents as the transforms change; the per-level gains ``GAIN_LR`` times faster.
+
+Recipe (``LevelBalance``, ``lr_factor``, ``Validation``): each quality level's loss is divided by its
+running mean so that no level dominates a batch; the learning rate warms up and decays (cosine) in every
+stage; every ``--val-every`` steps the real encoder codes held-out clips and the run keeps the checkpoint
+with the best BD-rate against its start, which ``--export`` writes.
 
 Every step's batch is a pure function of (seed, rank, step) and every step seeds its own RNG from them:
 a run resumed from a checkpoint takes exactly the steps an uninterrupted run would, and batches drawn
@@ -25,12 +30,16 @@ transforms in bfloat16 autocast while the entropy models stay float32. With
 GPUs, one per process; gloo on CPUs).
 """
 import json
+import math
+import re
 import os
 import sys
 import time
 
 import torch
 import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..frames import unpack, weighted_se
@@ -40,9 +49,11 @@ from ..entropy.coder import Train
 from ..errors import FlowcodecError
 from ..motion import DecodedPictures
 from ..motion.warp import warp
+from . import validate
 from .data import ClipSampler
 
 PRIOR_LR = 10.0
+GAIN_LR = 1.0  # the per-level gains learn at the base rate
 
 
 def _lambdas(q: torch.Tensor) -> torch.Tensor:
@@ -62,7 +73,7 @@ def flow_loss(model, frames, flows, has_flow):
     epe = torch.linalg.vector_norm(est - flows[:, 0], dim=1).mean(dim=(1, 2))
     warped = warp(unpack(state.ref)[0], est)
     photo = ((warped - unpack(cur)[0]) ** 2).mean(dim=(1, 2, 3))
-    loss = torch.where(has_flow, epe, 100.0 * photo).mean()
+    loss = torch.where(has_flow, epe, 100.0 * photo)
     return loss, {"epe": (epe[has_flow].mean().item() if has_flow.any() else float("nan")),
                   "warp_mse": photo.mean().item()}
 
@@ -89,7 +100,7 @@ def joint_loss(model, frames, q, aux):
         bpp = coder.total() / pixels
         d = distortion(x_hat, frames[:, t])
         extra = aux * lam * distortion(pred, frames[:, t]) + motion.penalty(frames[:, t], state, field)
-        total = total + (bpp + lam * d + extra).mean()
+        total = total + bpp + lam * d + extra
         state = after
         stats["bpp"] += bpp.mean().item() / steps
         stats["mv_bpp"] += (coder.bits["motion"] / pixels).mean().item() / steps
@@ -102,7 +113,7 @@ def intra_loss(model, images, q):
     x_hat = model.intra(images, q, coder)
     bpp = coder.total() / (images.shape[-1] * images.shape[-2] * 4)
     d = distortion(x_hat, images)
-    return (bpp + _lambdas(q) * d).mean(), {"bpp": bpp.mean().item(),
+    return bpp + _lambdas(q) * d, {"bpp": bpp.mean().item(),
                                                          "psnr": (-10 * torch.log10(d.detach())).mean().item()}
 
 
@@ -118,7 +129,7 @@ def prior_loss(model, frames, q):
         state = model.inter(frames[:, t], state, q, coder)[3]
     pixels = frames.shape[-1] * frames.shape[-2] * 4 * frames.shape[1]
     bpp = coder.total() / pixels
-    return bpp.mean(), {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
+    return bpp, {f"{k}_bpp": (v / pixels).mean().item() for k, v in coder.bits.items()}
 
 
 AUX_FLOOR = 0.05  # weight of the prediction term in the joint loss once its warm-up has decayed
@@ -131,7 +142,52 @@ def aux_weight(start: float, progress: float) -> float:
     return start * max(0.0, 1.0 - progress / 0.3) + AUX_FLOOR
 
 
-# stage name -> loss(model, inputs, q, aux weight); inputs come from _inputs
+class LevelBalance:
+    """Per-level weights of the samples' losses, so that no quality level dominates a batch that mixes
+    them: each level's loss is divided by its running mean (an exponential moving average, ``DECAY``
+    per step it appears in), times the mean of those running means, which keeps the loss's overall scale.
+
+    Why: R + λ·D grows with λ, which doubles per level, so with uniform weights the top levels' samples
+    carry most of the gradient of shared parameters (at the start of the 9-level ladder, the loss of
+    level 9 is ~10× that of level 1). Scaling a level's loss by a constant does not move that level's own
+    optimum (its rate-distortion trade-off stays λ's); it only evens the levels' say in the parameters they
+    share. ``--balance none`` keeps the uniform weights, for comparison."""
+
+    DECAY = 0.98
+
+    def __init__(self, levels: int, on: bool = True):
+        self.on = on
+        self.mean = torch.zeros(levels, dtype=torch.float64)  # running mean loss per level; 0: not seen
+
+    def weights(self, q: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """Update the running means with this batch's (per-sample) losses; return each sample's weight."""
+        q_cpu, loss_cpu = q.cpu(), loss.detach().double().cpu()
+        for level in q_cpu.unique().tolist():
+            value = loss_cpu[q_cpu == level].mean()
+            seen = self.mean[level] > 0
+            self.mean[level] = self.DECAY * self.mean[level] + (1 - self.DECAY) * value if seen else value
+        if not self.on:
+            return torch.ones_like(loss)
+        seen = self.mean[self.mean > 0]
+        return (seen.mean() / self.mean[q_cpu]).to(loss.dtype).to(loss.device)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.clone()}
+
+    def load_state_dict(self, state: dict):
+        self.mean = state["mean"].clone()
+
+
+def lr_factor(step: int, first: int, last: int, warmup: int, decay: bool) -> float:
+    """Learning-rate multiplier at ``step`` of a stage spanning first … last-1: a linear warm-up over its
+    first ``warmup`` steps (Adam's first moments are noise; a fine-tune must not start at full step size),
+    then, with ``decay``, a cosine decay to 0 at the stage's end."""
+    k = step - first
+    up = min(1.0, (k + 1) / warmup) if warmup > 0 else 1.0
+    return up * (0.5 * (1 + math.cos(math.pi * k / max(1, last - first))) if decay else 1.0)
+
+
+# stage name -> per-sample loss(model, inputs, q, aux weight); inputs come from _inputs
 LOSSES = {
     "flow": lambda model, inputs, q, aux: flow_loss(model, inputs[0][:, :2], *inputs[1:]),
     "joint": lambda model, inputs, q, aux: joint_loss(model, inputs[0], q, aux),
@@ -242,11 +298,20 @@ def train(args):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     model.to(device)
     priors = [p for n, p in model.named_parameters() if ".prior." in n]
-    others = [p for n, p in model.named_parameters() if ".prior." not in n]
-    opt = torch.optim.Adam([{"params": others}, {"params": priors, "lr": args.lr * PRIOR_LR}], lr=args.lr)
+    gains = [p for n, p in model.named_parameters() if n.endswith("gain")]
+    others = [p for n, p in model.named_parameters() if ".prior." not in n and not n.endswith("gain")]
+    groups = ((others, 1.0), (priors, PRIOR_LR), (gains, GAIN_LR))
+    learning = {id(p) for n, p in model.named_parameters() if re.search(args.params, n)}  # --params
+    opt = torch.optim.Adam([{"params": p, "lr": args.lr * k} for p, k in groups], lr=args.lr)
+    balance = {name: LevelBalance(len(LAMBDAS), args.balance == "running") for name, _, _ in stages}
+    val = Validation(args, model, state) if rank == 0 else None
     if state:
         opt.load_state_dict(state["opt"])
+        for name, b in state.get("balance", {}).items():
+            balance[name].load_state_dict(b)
     log = open(os.path.join(args.out, "log.jsonl"), "a") if rank == 0 else None
+    if val and val.due(step):
+        val.run(model, step, log)
     bar = tqdm(total=end, initial=step, unit="step", desc=f"train {args.motion}", file=sys.stderr,
                disable=rank != 0 or None, dynamic_ncols=True)
     last_save, t0 = time.time(), time.time()
@@ -257,11 +322,15 @@ def train(args):
         assert got == step, (got, step)  # the loader's order is the training order
         inputs = [x.to(device, non_blocking=True) for x in inputs]
         torch.manual_seed(hash((args.seed, step, rank)) % (2**31))
-        for p in others:
-            p.requires_grad_(name != "prior")
+        for p in others + gains:
+            p.requires_grad_(name != "prior" and id(p) in learning)
+        factor = lr_factor(step, first, last, args.warmup, args.decay == "cosine")
+        for group, (_, k) in zip(opt.param_groups, groups):
+            group["lr"] = args.lr * k * factor
         q = torch.randint(0, len(LAMBDAS), (args.batch,)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss, stats = LOSSES[name](model, inputs, q, aux_weight(args.aux, (step - first) / (last - first)))
+            per_sample, stats = LOSSES[name](model, inputs, q, aux_weight(args.aux, (step - first) / (last - first)))
+        loss = (per_sample * balance[name].weights(q, per_sample)).mean()
         opt.zero_grad()
         loss.backward()
         if world > 1:
@@ -276,29 +345,98 @@ def train(args):
         out_of_time = _out_of_time(args.minutes, t0, world, device)
         if rank == 0:
             rec = {"step": step, "stage": name, "loss": round(loss.item(), 5),
-                   **{k: round(v, 5) for k, v in stats.items()}, "sec": round(time.time() - t0, 1)}
+                   **{k: round(v, 5) for k, v in stats.items()}, "lr": float(f"{args.lr * factor:.4g}"),
+                   "level_loss": [round(v, 4) for v in balance[name].mean.tolist()],
+                   "sec": round(time.time() - t0, 1)}
             bar.update()
             bar.set_postfix(stage=name, loss=f"{rec['loss']:.4g}", refresh=False)
             if step % args.log_every == 0:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.write(json.dumps(rec), file=sys.stdout)
+            if val and val.enabled and (val.due(step) or step == end or out_of_time):
+                val.run(model, step, log)
             if time.time() - last_save > 60 * args.ckpt_minutes or step == end or out_of_time:
                 tmp = ckpt + ".tmp"
-                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                            "balance": {k: b.state_dict() for k, b in balance.items()},
+                            "validation": val.state() if val else None}, tmp)
                 os.replace(tmp, ckpt)
                 last_save = time.time()
         if out_of_time:
             break
     bar.close()
     if rank == 0 and args.export:
-        save(model, args.export, {"steps": step, "stages": args.stages, "init": args.init,
-                                  "init_intra": args.init_intra, "data": args.data, "size": args.size,
-                                  "frames": args.frames, "batch": args.batch * world, "lr": args.lr,
-                                  "aux": args.aux, "device": _device_name(device), "amp": args.amp})
+        info = {"steps": step, "stages": args.stages, "init": args.init, "init_intra": args.init_intra,
+                "data": args.data, "size": args.size, "frames": args.frames, "batch": args.batch * world,
+                "lr": args.lr, "warmup": args.warmup, "decay": args.decay, "balance": args.balance,
+                "params": args.params, "aux": args.aux, "device": _device_name(device), "amp": args.amp}
+        if val and val.enabled:
+            val.export(args.export, info, log)
+        else:
+            save(model, args.export, info)
+    if log:
+        log.close()
     if world > 1:
         dist.destroy_process_group()
     return model
+
+
+class Validation:
+    """The run's validation (``validate.py``) every ``--val-every`` steps and at the end: the start's
+    curves at step 0, each later checkpoint's BD-rate against them in the log and in
+    ``validation.png``, and the best checkpoint so far (lowest mean BD-rate; the start itself until one
+    beats it) in ``best.safetensors`` of the run folder, which ``--export`` writes."""
+
+    def __init__(self, args, model, state):
+        self.every, self.out = args.val_every, args.out
+        self.best_path = os.path.join(args.out, "best.safetensors")
+        self.clips = validate.clips(ClipSampler(args.data, size=args.size, frames=args.frames)) \
+            if self.every > 0 else {}
+        self.enabled = bool(self.clips)
+        if self.every > 0 and not self.clips:
+            print(f"{args.data}: no video long enough to hold out validation frames; no validation",
+                  file=sys.stderr)
+        saved = (state or {}).get("validation") or {}
+        self.start, self.best, self.records = saved.get("start"), saved.get("best"), saved.get("records", [])
+
+    def due(self, step: int) -> bool:
+        return self.enabled and (step == 0 and self.start is None or step > 0 and step % self.every == 0)
+
+    def state(self) -> dict:
+        return {"start": self.start, "best": self.best, "records": self.records}
+
+    def run(self, model, step: int, log):
+        if self.records and self.records[-1]["step"] == step:
+            return  # already validated at this step (a resumed run's last checkpoint)
+        rec = validate.validate(model, self.clips, self.start)
+        if self.start is None:
+            self.start, rec["score"], rec["bd_rate"] = rec["curves"], 0.0, {k: 0.0 for k in rec["curves"]}
+        if self.best is None or rec["score"] < self.best["score"]:
+            self.best = {"step": step, "score": rec["score"]}
+            save(model, self.best_path, {"steps": step, "validation_score": rec["score"]})
+        rec = {"step": step, "validation": rec.pop("curves"), **rec, "best_step": self.best["step"]}
+        self.records.append(rec)
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(f"validation at step {step}: BD-rate vs start {rec['score']:+.2f}% "
+              f"({', '.join(f'{k} {v:+.2f}%' for k, v in rec['bd_rate'].items())}); "
+              f"best step {self.best['step']}", file=sys.stderr)
+        validate.plot(self.records, os.path.join(self.out, "validation.png"))
+
+    def export(self, path: str, info: dict, log):
+        """Write the best checkpoint to ``path``, with the run's provenance and validation in its info."""
+        best = self.best["step"]
+        if best == 0:
+            note = "never beat its start: --export writes the start's weights"
+            log.write(json.dumps({"event": note}) + "\n")
+            print(f"the run {note}", file=sys.stderr)
+        with safe_open(self.best_path, "pt") as f:
+            meta = dict(f.metadata())
+        meta["info"] = json.dumps({**info, "exported_step": best, "validation_bd_rate": self.best["score"]})
+        tmp = path + ".tmp"
+        save_file(load_file(self.best_path), tmp, metadata=meta)
+        os.replace(tmp, path)
 
 
 def _out_of_time(minutes, t0, world, device) -> bool:
