@@ -353,7 +353,7 @@ class ClipSampler:
         x0, y0 = 2 * int(rng.integers(0, (w - s) // 2 + 1)), 2 * int(rng.integers(0, (h - s) // 2 + 1))
         out = []
         for t in range(t0, t0 + span + 1, stride):
-            y, u, v = _planes(data[t], w, h)
+            y, u, v = planes(data[t], w, h)
             yy = torch.from_numpy(y[y0:y0 + s, x0:x0 + s].astype(np.float32) / 255)[None, None]
             uv = np.stack((u, v))[:, y0 // 2:(y0 + s) // 2, x0 // 2:(x0 + s) // 2]
             out.append(pack(yy, torch.from_numpy(uv.astype(np.float32) / 255)[None]))
@@ -374,7 +374,8 @@ def _hflip(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((x[:, [1, 0, 3, 2]], x[:, 4:]), 1)
 
 
-def _planes(flat, w, h):
+def planes(flat, w, h):
+    """The (y, u, v) planes of one stored frame (H*W*3/2 bytes)."""
     n = w * h
     return (flat[:n].reshape(h, w), flat[n:n + n // 4].reshape(h // 2, w // 2),
             flat[n + n // 4:].reshape(h // 2, w // 2))

@@ -13,10 +13,11 @@ import os
 import tempfile
 
 import numpy as np
+
 from ..codec.encoder import SequenceEncoder
 from ..codec.model import load, save
 from ..eval.metrics import bd_rate, psnr_yuv
-from .data import HELD_OUT_FRAMES, trainable
+from .data import HELD_OUT_FRAMES, planes, trainable
 
 CLIP = (256, 192)  # luma size of a validation crop
 FRAMES = 8  # frames per validation clip: 1 intra + 7 P-frames, so that drift across P-frames counts
@@ -34,12 +35,9 @@ def clips(sampler) -> dict:
         x0, y0 = (w - cw) // 4 * 2, (h - ch) // 4 * 2
         frames = []
         for t in range(len(data) - HELD_OUT_FRAMES, len(data) - HELD_OUT_FRAMES + FRAMES):
-            flat = np.asarray(data[t])
-            n = w * h
-            y = flat[:n].reshape(h, w)[y0:y0 + ch, x0:x0 + cw]
-            u, v = (flat[n + k * n // 4:n + (k + 1) * n // 4].reshape(h // 2, w // 2)
-                    [y0 // 2:(y0 + ch) // 2, x0 // 2:(x0 + cw) // 2] for k in range(2))
-            frames.append(tuple(np.ascontiguousarray(p) for p in (y, u, v)))
+            y, u, v = planes(np.asarray(data[t]), w, h)
+            frames.append((np.ascontiguousarray(y[y0:y0 + ch, x0:x0 + cw]),
+                           *(np.ascontiguousarray(c[y0 // 2:(y0 + ch) // 2, x0 // 2:(x0 + cw) // 2]) for c in (u, v))))
         out[name] = frames
     return out
 
