@@ -105,9 +105,9 @@ class DecomposedFlow(PyramidFlow):
     def _closest(self, params, cur, state, field):
         """Encoder only: of the fitted parameters, those with the translation moved by up to ``SEARCH``
         steps of 1/PEL pixel each way, those with the translation rounded to whole pixels, and (affine)
-        both translations alone, the ones whose compensated prediction has the least luma error. The flow estimate is accurate to a
-        fraction of a pixel only, and a global model a fraction off shifts and blurs every block that
-        takes it as it is (merge and skip blocks)."""
+        both translations alone, the ones whose compensated prediction has the least luma error. The flow
+        estimate is accurate to a fraction of a pixel only, and a global model a fraction off shifts and
+        blurs every block that takes it as it is (merge and skip blocks)."""
         candidates = []
         for dy in range(-SEARCH, SEARCH + 1):
             for dx in range(-SEARCH, SEARCH + 1):

@@ -14,7 +14,7 @@ Stages (``--stages flow:N,joint:M``):
   integer-valued latents they end up coding; this stage fits them to what the range coder sees.
 
 The factorized priors learn ``PRIOR_LR`` times faster than the rest: they are small density models that
-must follow the hyper-latents as the transforms change; the per-level gains ``GAIN_LR`` times faster.
+must follow the hyper-latents as the transforms change.
 
 Recipe (``LevelBalance``, ``lr_factor``, ``Validation``): each quality level's loss is divided by its
 running mean so that no level dominates a batch; the learning rate warms up and decays (cosine) in every
@@ -53,7 +53,6 @@ from . import validate
 from .data import ClipSampler
 
 PRIOR_LR = 10.0
-GAIN_LR = 1.0  # the per-level gains learn at the base rate
 
 
 def _lambdas(q: torch.Tensor) -> torch.Tensor:
@@ -298,9 +297,8 @@ def train(args):
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     model.to(device)
     priors = [p for n, p in model.named_parameters() if ".prior." in n]
-    gains = [p for n, p in model.named_parameters() if n.endswith("gain")]
-    others = [p for n, p in model.named_parameters() if ".prior." not in n and not n.endswith("gain")]
-    groups = ((others, 1.0), (priors, PRIOR_LR), (gains, GAIN_LR))
+    others = [p for n, p in model.named_parameters() if ".prior." not in n]
+    groups = ((others, 1.0), (priors, PRIOR_LR))
     learning = {id(p) for n, p in model.named_parameters() if re.search(args.params, n)}  # --params
     opt = torch.optim.Adam([{"params": p, "lr": args.lr * k} for p, k in groups], lr=args.lr)
     balance = {name: LevelBalance(len(LAMBDAS), args.balance == "running") for name, _, _ in stages}
@@ -322,7 +320,7 @@ def train(args):
         assert got == step, (got, step)  # the loader's order is the training order
         inputs = [x.to(device, non_blocking=True) for x in inputs]
         torch.manual_seed(hash((args.seed, step, rank)) % (2**31))
-        for p in others + gains:
+        for p in others:
             p.requires_grad_(name != "prior" and id(p) in learning)
         factor = lr_factor(step, first, last, args.warmup, args.decay == "cosine")
         for group, (_, k) in zip(opt.param_groups, groups):
