@@ -2,8 +2,8 @@
 against a control codec and against x265-medium, the motion share of its P-frame bits, its decoding
 speed, and its P-frame codec's parameters.
 
-    python benchmarks/approaches.py results/v5/results.json:pyramid \\
-        results/v7/results.json:feature results/v7/results.json:pixel_to_feature
+    python benchmarks/approaches.py results/format3-finetuned/results.json:pyramid \\
+        results/format4-pixel_to_feature/all.json:pixel_to_feature results/format4-feature/all.json:feature
 
 The first ``FILE:CODEC`` is the control (e.g. the pyramid trained with the same budget); every run
 must follow the same protocol (EVAL.md). Motion share: motion (+ global) bytes over all P-frame

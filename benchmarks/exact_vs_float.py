@@ -1,7 +1,7 @@
 """BD-rate of the exact codec (format 4, ``layers.exact``) against the float one it replaced, per clip.
 
-    python benchmarks/exact_vs_float.py results/v6/results.json results/dev/results.json --codec pyramid
-    python benchmarks/exact_vs_float.py results/v6d/results.json results/v5z/results.json --codec decomposed
+    python benchmarks/exact_vs_float.py results/format4-pyramid/results.json results/dev/results.json --codec pyramid
+    python benchmarks/exact_vs_float.py results/format4-decomposed/results.json results/format3-decomposed/results.json --codec decomposed
 
 The first file holds the exact codec's points, the second the float codec's, both from ``flowcodec
 eval`` under the same protocol with the same weights. A float run written in format 2 (``results/dev``)
