@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 import flowcodec
-from flowcodec import cli
+from flowcodec import api, cli
 from flowcodec.codec.bitstream import (_PREFIX, _RECORD, _U32, FrameType, _record_crc, _varint, payload_pack,
                                        payload_unpack)
 from flowcodec.io import VideoInfo, Y4MWriter, open_video
@@ -499,12 +499,12 @@ class Seeds:
 @contextlib.contextmanager
 def weights_loaded_once():
     """While fuzzing, the CLI loads each weights file once; the forked cases inherit the model."""
-    original = cli._model
-    cli._model = functools.lru_cache(maxsize=None)(original)
+    original = api.load_model
+    api.load_model = functools.lru_cache(maxsize=None)(original)
     try:
         yield
     finally:
-        cli._model = original
+        api.load_model = original
 
 
 def run(cases, seed=0, weights=None, out=None, timeout=60.0, max_mib=1024.0, log=print):

@@ -4,7 +4,6 @@ Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr
 """
 import argparse
 import contextlib
-import itertools
 import os
 import signal
 import sys
@@ -12,10 +11,10 @@ import threading
 import time
 
 from . import __version__
-from .codec.options import INTRA_MODES, QUALITIES
+from .api import MAX_PIXELS
+from .codec.options import INTRA_MODES, PRESETS, QUALITIES
 from .errors import BitstreamError, FlowcodecError
 
-MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless --max-pixels says otherwise
 
 
 def _threads(value: str) -> int:
@@ -38,62 +37,34 @@ MAX_PIXELS_HELP = (f"refuse streams whose frames have more pixels than this (def
                    "memory grows with the frame size a stream declares")
 
 
-def _model(motion: str, weights: str | None):
-    """Weights of a motion approach (the shipped file unless ``weights`` is given) and their hash."""
-    from .codec.model import load, weights_path
-    from .motion import require
-    require(motion)
-    model, digest = load(weights or weights_path(motion))
-    if model.motion_name != motion:
-        raise FlowcodecError(f"weights {weights} are for motion '{model.motion_name}', not '{motion}'")
-    return model, digest
-
-
 def _encode(a):
     import numpy as np
-    import torch
     from tqdm import tqdm
-    from .codec.bitstream import MONOCHROME, UNKNOWN_FRAMES, Header, Writer
-    from .codec.encoder import SequenceEncoder
+    from .api import Encoder
     from .eval.metrics import psnr_yuv
     from .io import VideoInfo, Y4MWriter, atomic_output, open_video, parse_size, to_8bit
 
-    torch.set_num_threads(a.threads)
-    if not 1 <= a.quality <= QUALITIES:
-        raise FlowcodecError(f"--quality must be 1..{QUALITIES}")
-    if a.intra_period < 1 or a.intra_period > 65535:
-        raise FlowcodecError("--intra-period must be 1..65535")
-    model, digest = _model(a.motion, a.weights)
     src = open_video(a.input, size=parse_size(a.size) if a.size else None, fps=a.fps, frames=a.frames)
     info = src.info
     psnrs, t0 = [], time.time()
-    recon_info = VideoInfo(info.width, info.height, info.fps_num, info.fps_den)
-    with src, atomic_output(a.output) as out, \
+    with src, Encoder(a.output, info.width, info.height, fps=(info.fps_num, info.fps_den), quality=a.quality,
+                      motion=a.motion, preset=a.preset, intra_period=a.intra_period, intra=a.intra,
+                      adaptive_intra=a.adaptive_intra, mono=True if info.chroma == "mono" else None,
+                      weights=a.weights, threads=a.threads) as enc, \
             (atomic_output(a.recon) if a.recon else contextlib.nullcontext()) as rec_file:
-        first = next(src, None)
-        if first is None:  # before the header is written: stdout gets nothing, a file is not created
-            raise FlowcodecError(f"nothing to encode: no frames in '{a.input}'")
-        # monochrome: a mono y4m, or a first frame whose chroma is all gray (later chroma is then dropped)
-        mono = info.chroma == "mono" or all(np.all(to_8bit(first, info.bitdepth)[c] == 128) for c in (1, 2))
-        header = Header(info.width, info.height, info.fps_num, info.fps_den, UNKNOWN_FRAMES, a.intra_period,
-                        a.quality, model.model_id, digest, MONOCHROME if mono else 0)
-        enc = SequenceEncoder(model, info.width, info.height, a.quality, a.intra_period, a.intra,
-                              a.adaptive_intra, mono)
-        writer = Writer(out, header)
-        rec = Y4MWriter(rec_file, recon_info) if a.recon else None
-        for frame in tqdm(itertools.chain([first], src), desc="encode", unit="frame", disable=a.quiet or None,
-                          leave=False):
+        rec = Y4MWriter(rec_file, VideoInfo(info.width, info.height, info.fps_num, info.fps_den)) if a.recon \
+            else None
+        for frame in tqdm(src, desc="encode", unit="frame", disable=a.quiet or None, leave=False):
             frame = to_8bit(frame, info.bitdepth)
-            ftype, payload, recon = enc.encode(frame)
-            writer.write_frame(ftype, payload)
+            recon = enc.encode(frame)
             psnrs.append(psnr_yuv(frame, recon)["yuv"])
             if rec:
                 rec.write(recon)
-        writer.close()
+        if not psnrs:  # before the header is written: stdout gets nothing, a file is not created
+            raise FlowcodecError(f"nothing to encode: no frames in '{a.input}'")
         if rec:
             rec.close()
-        size = writer.bytes_written
-    n = len(psnrs)
+    n, size = len(psnrs), enc.bytes_written
     secs = time.time() - t0
     bpp = 8 * size / (info.width * info.height * n)
     print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
@@ -101,54 +72,18 @@ def _encode(a):
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
 
 
-def _open_bitstream(path):
-    if path == "-":
-        return sys.stdin.buffer
-    try:
-        return open(path, "rb")
-    except OSError as e:
-        raise FlowcodecError(f"cannot open '{path}': {e.strerror}") from None
-
-
-def _reader(a, f):
-    """Bitstream reader bound to the weights that must decode it, and those weights."""
-    from .codec.bitstream import Reader
-    from .motion import available
-    reader = Reader(f)
-    w, h = reader.header.width, reader.header.height
-    if w * h > a.max_pixels:
-        raise FlowcodecError(f"frame size {w}x{h} ({w * h} pixels) is over this decoder's limit of "
-                             f"{a.max_pixels} pixels (--max-pixels)")
-    motion = reader.header.model_id.rsplit("-v", 1)[0]
-    if motion not in available():
-        raise FlowcodecError(f"bitstream was made by model '{reader.header.model_id}', "
-                             "unknown to this decoder")
-    model, digest = _model(motion, a.weights)
-    reader.bind(model.model_id, digest)
-    return reader, model
-
-
 def _decode(a):
-    import torch
     from tqdm import tqdm
-    from .codec.decoder import SequenceDecoder
+    from .api import Decoder
     from .io import VideoInfo, Y4MWriter, atomic_output
 
-    torch.set_num_threads(a.threads)
     t0 = time.time()
-    with _open_bitstream(a.input) as f:
-        reader, model = _reader(a, f)
-        h = reader.header
-        dec = SequenceDecoder.for_header(model, h)
-        n = 0
+    with Decoder(a.input, weights=a.weights, threads=a.threads, max_pixels=a.max_pixels) as dec:
+        h, n = dec.header, 0
         with atomic_output(a.output) as out:
             y4m = Y4MWriter(out, VideoInfo(h.width, h.height, h.fps_num, h.fps_den))
-            for ftype, payload in tqdm(reader, desc="decode", unit="frame", disable=a.quiet or None,
-                                       leave=False):
-                try:
-                    y4m.write(dec.decode(ftype, payload))
-                except BitstreamError as e:
-                    raise BitstreamError(f"frame {n}: {e}") from None
+            for frame in tqdm(dec, desc="decode", unit="frame", disable=a.quiet or None, leave=False):
+                y4m.write(frame)
                 n += 1
             y4m.close()
     secs = time.time() - t0
@@ -157,8 +92,9 @@ def _decode(a):
 
 def _info(a):
     """The header, and the payload bytes per frame and per tagged sub-stream (no model needed)."""
+    from .api import open_input
     from .codec.bitstream import Reader, stream_sizes
-    with _open_bitstream(a.input) as f:
+    with open_input(a.input) as f:
         r = Reader(f)
         h = r.header
         print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
@@ -225,16 +161,15 @@ def _eval(a):
         return report(a.report)
     anchors = [n for n in a.anchors.split(",") if n]
     evaluate(a.clips, a.out, a.motion or available(), a.qualities, anchors, a.frames, a.intra_period,
-             a.weights, a.threads, intra=a.intra, resume=a.resume, adaptive_intra=a.adaptive_intra)
+             a.weights, a.threads, intra=a.intra, resume=a.resume, adaptive_intra=a.adaptive_intra,
+             preset=a.preset)
 
 
 def _analyze(a):
-    import torch
+    from .api import Decoder
     from .eval.analyze import analyze
-    torch.set_num_threads(a.threads)
-    with _open_bitstream(a.input) as f:
-        reader, model = _reader(a, f)
-        analyze(reader, model, a.out, a.source)
+    with Decoder(a.input, weights=a.weights, threads=a.threads, max_pixels=a.max_pixels) as dec:
+        analyze(dec.reader, dec.model, a.out, a.source)
     print(f"written to {a.out}/index.html", file=sys.stderr)
 
 
@@ -269,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-adaptive-intra", dest="adaptive_intra", action="store_false",
                    help="intra frames only every --intra-period frames (default: also where a P-frame "
                         "would cost more R+λD than intra, as at a scene cut)")
+    e.add_argument("--preset", choices=PRESETS, default="medium",
+                   help="encoder effort (the decoder is the same): fast, medium, or slow/veryslow, which "
+                        "also search each P-frame's latents (several times slower, fewer bytes)")
     e.add_argument("--recon", help="write the encoder-side reconstruction (y4m)")
     e.add_argument("--size", help="WxH, for raw .yuv input")
     e.add_argument("--fps", help="frame rate, for raw .yuv input (e.g. 25 or 30000/1001)")
@@ -302,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=int, help="code only the first N frames of every clip")
     v.add_argument("--intra-period", type=int, default=32)
     v.add_argument("--intra", choices=INTRA_MODES, default="hevc")
+    v.add_argument("--preset", choices=PRESETS, default="medium", help="encoder preset (see encode)")
     v.add_argument("--no-adaptive-intra", dest="adaptive_intra", action="store_false",
                    help="intra frames only every --intra-period frames")
     v.add_argument("--resume", action="store_true",

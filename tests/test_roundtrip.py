@@ -17,7 +17,7 @@ import pytest
 
 from conftest import CLI, TIMEOUT_S, clip_frames, cli_inproc as cli, make_y4m, read_y4m, run_cli
 from flowcodec.codec.bitstream import UNKNOWN_FRAMES, FrameType, Reader, payload_unpack
-from flowcodec.codec.options import QUALITIES as OPTIONS_QUALITIES
+from flowcodec.codec.options import PRESETS, QUALITIES as OPTIONS_QUALITIES
 from flowcodec.eval.metrics import psnr_yuv
 from flowcodec.motion import available
 
@@ -338,6 +338,16 @@ def _round_trip(tmp_path, src, weights, *extra):
     assert p.returncode == 0, p.stderr
     assert _bytes(dec) == _bytes(rec)
     return fcb, rec, dec
+
+
+@pytest.mark.parametrize("preset,intra", [(p, "hevc") for p in PRESETS] + [("slow", "learned")])
+def test_presets_round_trip(tmp_path, weights, preset, intra):
+    """Every preset codes a stream that another process decodes to the encoder's reconstruction (the
+    decoder is the same for all; slow and veryslow code latents found by a float32 search, for learned
+    intra frames too)."""
+    src = make_y4m(tmp_path / "clip.y4m", 72, 40, 3, seed=5)
+    fcb = _round_trip(tmp_path, src, weights, "--preset", preset, "--intra", intra)[0]
+    assert _frame_types(fcb)[0][0] == (FrameType.INTRA_LEARNED if intra == "learned" else FrameType.INTRA_HEVC)
 
 
 def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):

@@ -29,6 +29,7 @@ def clip():
 @pytest.mark.parametrize("motion", available())
 def test_rate_falls_and_quality_rises_with_level(motion, clip):
     frames, info = clip
+    frames = frames[:3]  # an intra frame and two P-frames at each of the nine levels, for seven modules
     model, _ = load(weights_path(motion))
     points = []
     for quality in range(1, len(LAMBDAS) + 1):
@@ -139,3 +140,23 @@ def test_decomposed_codes_a_camera_pan_as_global_motion(clip):
             field = global_field(Params.last, (96, 128), (128, 96))[0]
             errors.append((field - truth[t - 1]).mean((1, 2)).abs().max().item())
     assert len(errors) >= 1 and max(errors) < 0.5, errors
+
+
+def test_slow_preset_searches_latents_to_a_lower_cost(clip):
+    """The latent search (``codec/search.py``) finds, on the shipped pyramid, P-frames of lower real
+    R + λ·D (payload bytes, decoded frame) than the medium preset codes, and a decoder given only the
+    payloads reconstructs the slow encoder's frames."""
+    frames, info = clip
+    model, _ = load(weights_path("pyramid"))
+    costs = {}
+    for preset in ("medium", "slow"):
+        enc = SequenceEncoder(model, info.width, info.height, 4, adaptive_intra=False, preset=preset)
+        dec = SequenceDecoder(model, info.width, info.height, 4)
+        costs[preset] = []
+        for f in frames:
+            ftype, payload, recon = enc.encode(f)
+            assert all(np.array_equal(a, b) for a, b in zip(recon, dec.decode(ftype, payload)))
+            if ftype == FrameType.INTER:
+                costs[preset].append(enc._cost(f, (ftype, payload, enc.state)))
+    assert len(costs["slow"]) == 3
+    assert sum(costs["slow"]) < 0.98 * sum(costs["medium"]), costs

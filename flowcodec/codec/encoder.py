@@ -33,6 +33,8 @@ Each frame's reconstruction is produced by the decoder's own functions (``decode
 payload; the learned paths with the encoder's symbols), so ``--recon`` equals what ``flowcodec
 decode`` writes.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -44,9 +46,13 @@ from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, MERGE, MODES, PREDICT, SKIP
-from .options import INTRA_MODES, INTRA_QP, LAMBDAS
+from .options import INTRA_MODES, INTRA_QP, LAMBDAS, PRESETS
+from .search import Nudged, relaxed_state, search
 
 INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + λ·D is tried as intra too
+# latent search per frame (steps, Adam's first step size; a quantization bin is 1), by preset: chosen on
+# the validation split of the training sources (benchmarks/presets.py; docs/results.md)
+SEARCH = {"fast": (0, 0.0), "medium": (0, 0.0), "slow": (30, 0.02), "veryslow": (64, 0.04)}
 
 
 def rd_cost(frame, recon, nbytes: int, lam: float) -> float:
@@ -68,12 +74,14 @@ def block_sse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Te
     return block_sum(e, (e.shape[0] // BLOCK, e.shape[1] // BLOCK))
 
 
-class _Measured(Encode):
-    """Range-codes like ``Encode`` (with the block modes ``modes``, if given) and keeps every coded
-    element's bits per tag and mode block, as coded (σ snapped to the scale table)."""
+class _Measured(Nudged, Encode):
+    """Range-codes like ``Encode`` (with the block modes ``modes`` and the latent ``offsets`` of a search,
+    if given) and keeps every coded element's bits per tag and mode block, as coded (σ snapped to the
+    scale table)."""
 
-    def __init__(self, tags, grid, modes=None):
+    def __init__(self, tags, grid, modes=None, offsets=None):
         super().__init__(tags, modes)
+        self.offsets = offsets or {}
         self.bits = {t: torch.zeros(grid) for t in tags}
         self.param_bits = 0.0  # bits of the frame's side parameters (not tied to a block)
 
@@ -98,10 +106,13 @@ class _Measured(Encode):
 
 class SequenceEncoder(SequenceDecoder):
     def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc", adaptive_intra=True,
-                 mono=False):
+                 mono=False, preset="medium"):
         super().__init__(model, width, height, quality, mono)
         if intra_mode not in INTRA_MODES:
             raise ValueError(f"intra mode must be one of {INTRA_MODES}")
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}")
+        self.preset = preset
         self.intra_period, self.intra_mode, self.adaptive_intra = intra_period, intra_mode, adaptive_intra
         self.since_intra = 0  # frames coded since the last intra frame; 0 before the first
         self.intra_cost = None  # R + λ·D of the last intra frame
@@ -113,40 +124,57 @@ class SequenceEncoder(SequenceDecoder):
         """Code a P-frame whole with each motion predictor the state supports and keep the cheapest;
         code it once more with the predicted motion in every block (merge); choose the block modes from
         those two passes, among all modes and among coded, copy and predict only, and code the frame with
-        each map; keep the coding (all blocks coded included) of least real R + λ·D. Returns (payload,
-        state after the frame)."""
+        each map; keep the coding (all blocks coded included) of least real R + λ·D. The preset trims
+        (fast: the default predictor, no merge pass) or extends (slow, veryslow: a latent search on the
+        kept coding, ``search.py``) this. Returns (payload, state after the frame)."""
         lam = LAMBDAS[self.level]
         estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
         grid = (self.packed[0] // BLOCK, self.packed[1] // BLOCK)
+        usable = self.model.inter.motion.usable(self.state)
+        code = lambda k, modes=None, offsets=None: self._code(x, estimate, k, modes, offsets)
         trials = []
-        tags = self.model.inter.tags
-        for k in range(self.model.inter.motion.usable(self.state)):
-            coder = _Measured(tags, grid)
-            x_hat, pred, _, state = self.model.inter(x, self.state, self.level, coder, estimate, k)
+        for k in ([usable - 1] if self.preset == "fast" else range(usable)):
+            coder, (x_hat, pred, _, state) = code(k)
             coded = sse(state.ref) + coder.bits["motion"] + coder.bits["residual"]
             trials.append((coded.sum().item() + coder.param_bits, k, coder, coded, pred, state))
         _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
-        merged = _Measured(tags, grid, torch.full((1, 1, *grid), MERGE))
-        merged_hat, merged_pred = self.model.inter(x, self.state, self.level, merged, estimate, k)[:2]
-        cost = torch.empty(len(MODES), *grid)
+        cost = torch.full((len(MODES), *grid), math.inf)
         cost[CODED] = coded
         cost[COPY] = sse(self.state.ref)
         stored = self.state.stored  # what the decoder keeps of a frame (8-bit; gray chroma if monochrome)
         cost[PREDICT] = sse(stored(pred)) + coder.bits["motion"]
-        cost[MERGE] = sse(stored(merged_hat)) + merged.bits["residual"]
-        cost[SKIP] = sse(stored(merged_pred))
-        pack = lambda c: payload_pack(tags, c.payloads(), self.model.inter.motion.streams)
-        options = {(CODED,) * cost[0].numel(): (pack(coder), state)}  # the trial pass: every block coded
+        if self.preset != "fast":
+            merged, (merged_hat, merged_pred, _, _) = code(k, torch.full((1, 1, *grid), MERGE))
+            cost[MERGE] = sse(stored(merged_hat)) + merged.bits["residual"]
+            cost[SKIP] = sse(stored(merged_pred))
+        options = {(CODED,) * cost[0].numel(): (self._pack(coder), state, None)}  # every block coded
         for modes in (cost.argmin(0), cost[:MERGE].argmin(0)):  # every mode; coded, copy and predict only
             key = tuple(modes.reshape(-1).tolist())
             if key not in options:
-                coder = Encode(tags, modes[None, None])
-                after = self.model.inter(x, self.state, self.level, coder, estimate, k)[3]
-                options[key] = (pack(coder), after)
+                coder, (_, _, _, after) = code(k, modes[None, None])
+                options[key] = (self._pack(coder), after, modes[None, None])
         # the real R + λ·D of each distinct map: a block's mode was chosen with its neighbours as they were
         real = lambda option: 8 * len(option[0]) + sse(option[1].ref).sum().item()
-        return min(options.values(), key=real)
+        payload, state, modes = min(options.values(), key=real)
+        if SEARCH[self.preset][0]:
+            ref, xf, guess = relaxed_state(self.state), x.float(), estimate.float()
+            offsets = search(lambda c: self.model.inter(xf, ref, self.level, c, guess, k)[0], xf, self.valid, lam,
+                             *SEARCH[self.preset], modes)
+            if offsets:
+                coder, (_, _, _, after) = code(k, modes, offsets)
+                payload, state, _ = min((payload, state, None), (self._pack(coder), after, None), key=real)
+        return payload, state
+
+    def _code(self, x, estimate, predictor, modes=None, offsets=None):
+        """Code P-frame ``x`` once (block ``modes``, latent ``offsets``); returns the coder (its bits
+        per block, its payloads) and the codec's outputs."""
+        coder = _Measured(self.model.inter.tags, (self.packed[0] // BLOCK, self.packed[1] // BLOCK), modes,
+                          offsets)
+        return coder, self.model.inter(x, self.state, self.level, coder, estimate, predictor)
+
+    def _pack(self, coder):
+        return payload_pack(self.model.inter.tags, coder.payloads(), self.model.inter.motion.streams)
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
@@ -157,10 +185,15 @@ class SequenceEncoder(SequenceDecoder):
             recon = to_tensor(decode_intra(payload, *size), *size)
             options.append((FrameType.INTRA_HEVC, payload, self._intra_state(recon)))
         if self.intra_mode != "hevc":
-            coder = Encode(intra.TAGS)
-            x_hat = self.model.intra(to_tensor(frame, *size), self.level, coder)
-            payload = payload_pack(intra.TAGS, coder.payloads())
-            options.append((FrameType.INTRA_LEARNED, payload, self._intra_state(x_hat)))
+            x = to_tensor(frame, *size)
+            offsets = {} if not SEARCH[self.preset][0] else search(
+                lambda c: self.model.intra(x.float(), self.level, c), x.float(), self.valid, LAMBDAS[self.level],
+                *SEARCH[self.preset])
+            for tried in ({}, offsets) if offsets else ({},):
+                coder = _Measured(intra.TAGS, (1, 1), None, tried)
+                x_hat = self.model.intra(x, self.level, coder)
+                payload = payload_pack(intra.TAGS, coder.payloads())
+                options.append((FrameType.INTRA_LEARNED, payload, self._intra_state(x_hat)))
         return min(((o, self._cost(frame, o)) for o in options), key=lambda c: c[1])
 
     def _cost(self, frame, option):

@@ -24,6 +24,16 @@ def weights_path(motion: str) -> str:
     return os.path.join(WEIGHTS_DIR, f"{motion}.safetensors")
 
 
+def model_id(motion: str) -> str:
+    """The id a bitstream names its model by: the motion approach and the format version."""
+    return f"{motion}-v{VERSION}"
+
+
+def motion_of(model_id: str) -> str:
+    """The motion approach of a bitstream's model id (the inverse of ``model_id``)."""
+    return model_id.rsplit("-v", 1)[0]
+
+
 class VideoModel(torch.nn.Module):
     """Everything the codec needs that has weights: ``inter`` (P-frames) and ``intra`` (learned I-frames).
 
@@ -38,7 +48,7 @@ class VideoModel(torch.nn.Module):
 
     @property
     def model_id(self) -> str:
-        return f"{self.motion_name}-v{VERSION}"
+        return model_id(self.motion_name)
 
     def config(self) -> dict:
         return {"motion": self.motion_name, "levels": self.levels, "hyper": self.inter.motion.hyper}

@@ -159,7 +159,8 @@ def _cli(*args):
     return seconds
 
 
-def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads, intra, adaptive_intra):
+def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads, intra, adaptive_intra,
+                     preset="medium"):
     """Encode, decode (separate processes), check bit-exactness and measure one flowcodec RD point."""
     folder = os.path.join(out, clip["name"])
     stem = os.path.join(folder, f"{motion}_q{quality}")
@@ -170,7 +171,8 @@ def _flowcodec_point(clip, out, motion, quality, intra_period, weights, threads,
     try:
         enc_s = _cli("encode", os.path.join(out, clip["source"]), "-o", fcb, "--recon", recon,
                      "--quality", str(quality), "--motion", motion, "--intra-period", str(intra_period),
-                     "--intra", intra, *([] if adaptive_intra else ["--no-adaptive-intra"]), *common)
+                     "--intra", intra, *([] if adaptive_intra else ["--no-adaptive-intra"]),
+                     "--preset", preset, *common)
         dec_s = _cli("decode", fcb, "-o", decoded, *common)
     except FlowcodecError as e:
         raise FlowcodecError(f"{what}: {e}") from None
@@ -206,7 +208,8 @@ def _anchor_point(clip, out, name, qp):
 
 
 def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=None, intra_period=32,
-             weights=None, threads=2, log=None, intra="hevc", resume=False, adaptive_intra=True):
+             weights=None, threads=2, log=None, intra="hevc", resume=False, adaptive_intra=True,
+             preset="medium"):
     """Measure every clip x (anchor x QP, motion x quality) point into results.json, then ``report``.
 
     results.json is rewritten after every point, so a run that fails or is stopped keeps what it
@@ -222,7 +225,7 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
     prepared = [_prepare(c, out, frames) for c in clips]  # an unreadable clip fails before any coding
     results = {"protocol": {"frames": frames, "intra_period": intra_period, "intra": intra,
                             "adaptive_intra": adaptive_intra, "threads": threads, "weights": weights,
-                            "anchor_keyint": 32},
+                            "anchor_keyint": 32, "preset": preset},
                "clips": {}}
     path = os.path.join(out, "results.json")
     if resume and os.path.exists(path):
@@ -249,7 +252,7 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
             for q in qualities:
                 if todo(clip, motion, f"q{q}"):
                     keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra,
-                                                       adaptive_intra))
+                                                adaptive_intra, preset))
     report(out)
 
 
@@ -374,6 +377,7 @@ def report(out):
     note = (f"{'first ' + str(frames) if frames else 'all'} frames, intra period "
             f"{results['protocol']['intra_period']}"
             f"{', adaptive intra frames' if results['protocol'].get('adaptive_intra') else ''}"
+            f", preset {results['protocol'].get('preset', 'medium')}"
             "; bpp from the file size (headers included); "
             "PSNR-YUV = (6Y+U+V)/8 per frame, averaged; enc/dec: whole-process wall seconds.\n"
             "BD-rate: pchip over the overlapping PSNR-YUV range, negative = flowcodec saves bits; "

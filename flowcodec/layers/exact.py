@@ -49,6 +49,20 @@ def exact():
         _active = before
 
 
+@contextlib.contextmanager
+def relaxed():
+    """Inside ``exact()``: compute with the fast float kernels and gradients on again, for encoder-only
+    work whose results never reach the decoder except through what is then coded exactly (the latent
+    search of ``codec/search.py``)."""
+    global _active
+    before, _active = _active, False
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        _active = before
+
+
 def active() -> bool:
     return _active
 

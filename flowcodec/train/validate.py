@@ -42,12 +42,12 @@ def clips(sampler) -> dict:
     return out
 
 
-def curve(model, frames, levels=LEVELS) -> list[tuple[float, float]]:
+def curve(model, frames, levels=LEVELS, preset="medium") -> list[tuple[float, float]]:
     """(bpp, PSNR-YUV) of coding ``frames`` at each level with the real encoder (bytes of the payloads)."""
     h, w = frames[0][0].shape
     points = []
     for q in levels:
-        enc = SequenceEncoder(model, w, h, q, intra_period=len(frames), adaptive_intra=False)
+        enc = SequenceEncoder(model, w, h, q, intra_period=len(frames), adaptive_intra=False, preset=preset)
         nbytes, psnr = 0, 0.0
         for frame in frames:
             _, payload, recon = enc.encode(frame)
