@@ -28,6 +28,27 @@ def test_encoder_decoder_round_trip_matches_the_cli(tmp_path, weights):
         assert all(np.array_equal(p, q) for p, q in zip(a, b))
 
 
+def test_api_writes_the_cli_stream_of_the_bundled_clip(tmp_path):
+    """The shipped weights, the bundled clip: the stream Encoder writes is the CLI's, byte for byte, and
+    Decoder returns the CLI's decoded frames."""
+    from flowcodec.io import open_video
+    clip = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+    p = run_cli("encode", clip, "-o", tmp_path / "cli.fcb", "--frames", "3", "--quality", "5", "--threads", "1", "-q")
+    assert p.returncode == 0, p.stderr
+    with open_video(clip, frames=3) as src:
+        fps = (src.info.fps_num, src.info.fps_den)
+        frames = list(src)
+    with flowcodec.Encoder(tmp_path / "api.fcb", 192, 144, fps=fps, quality=5, threads=1) as enc:
+        for frame in frames:
+            enc.encode(frame)
+    assert (tmp_path / "api.fcb").read_bytes() == (tmp_path / "cli.fcb").read_bytes()
+    p = run_cli("decode", tmp_path / "cli.fcb", "-o", tmp_path / "cli.y4m", "-q")
+    assert p.returncode == 0, p.stderr
+    with flowcodec.Decoder(tmp_path / "api.fcb") as dec:
+        for a, b in zip(dec, read_y4m(str(tmp_path / "cli.y4m")), strict=True):
+            assert all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
 def test_errors_are_flowcodec_errors_and_leave_no_file(tmp_path, weights):
     path = tmp_path / "bad.fcb"
     with pytest.raises(flowcodec.FlowcodecError, match="quality"):
