@@ -119,6 +119,7 @@ class SequenceEncoder(SequenceDecoder):
         hp, wp = self.packed
         rows, cols = torch.arange(hp)[:, None], torch.arange(wp)[None, :]
         self.valid = ((2 * rows < height) & (2 * cols < width)).float()  # packed pixels inside the frame
+        self.grid = (hp // BLOCK, wp // BLOCK)  # mode blocks (rows, columns)
 
     def _inter(self, x):
         """Code a P-frame whole with each motion predictor the state supports and keep the cheapest;
@@ -130,7 +131,6 @@ class SequenceEncoder(SequenceDecoder):
         lam = LAMBDAS[self.level]
         estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
-        grid = (self.packed[0] // BLOCK, self.packed[1] // BLOCK)
         usable = self.model.inter.motion.usable(self.state)
         code = lambda k, modes=None, offsets=None: self._code(x, estimate, k, modes, offsets)
         trials = []
@@ -139,13 +139,13 @@ class SequenceEncoder(SequenceDecoder):
             coded = sse(state.ref) + coder.bits["motion"] + coder.bits["residual"]
             trials.append((coded.sum().item() + coder.param_bits, k, coder, coded, pred, state))
         _, k, coder, coded, pred, state = min(trials, key=lambda t: t[0])
-        cost = torch.full((len(MODES), *grid), math.inf)
+        cost = torch.full((len(MODES), *self.grid), math.inf)
         cost[CODED] = coded
         cost[COPY] = sse(self.state.ref)
         stored = self.state.stored  # what the decoder keeps of a frame (8-bit; gray chroma if monochrome)
         cost[PREDICT] = sse(stored(pred)) + coder.bits["motion"]
         if self.preset != "fast":
-            merged, (merged_hat, merged_pred, _, _) = code(k, torch.full((1, 1, *grid), MERGE))
+            merged, (merged_hat, merged_pred, _, _) = code(k, torch.full((1, 1, *self.grid), MERGE))
             cost[MERGE] = sse(stored(merged_hat)) + merged.bits["residual"]
             cost[SKIP] = sse(stored(merged_pred))
         options = {(CODED,) * cost[0].numel(): (self._pack(coder), state, None)}  # every block coded
@@ -158,9 +158,9 @@ class SequenceEncoder(SequenceDecoder):
         real = lambda option: 8 * len(option[0]) + sse(option[1].ref).sum().item()
         payload, state, modes = min(options.values(), key=real)
         if SEARCH[self.preset][0]:
-            ref, xf, guess = relaxed_state(self.state), x.float(), estimate.float()
-            offsets = search(lambda c: self.model.inter(xf, ref, self.level, c, guess, k)[0], xf, self.valid, lam,
-                             *SEARCH[self.preset], modes)
+            state32, x32, estimate32 = relaxed_state(self.state), x.float(), estimate.float()
+            offsets = search(lambda c: self.model.inter(x32, state32, self.level, c, estimate32, k)[0],
+                             lambda y: lam * block_sse(y, x32, self.valid).sum(), *SEARCH[self.preset], modes)
             if offsets:
                 coder, (_, _, _, after) = code(k, modes, offsets)
                 payload, state, _ = min((payload, state, None), (self._pack(coder), after, None), key=real)
@@ -169,8 +169,7 @@ class SequenceEncoder(SequenceDecoder):
     def _code(self, x, estimate, predictor, modes=None, offsets=None):
         """Code P-frame ``x`` once (block ``modes``, latent ``offsets``); returns the coder (its bits
         per block, its payloads) and the codec's outputs."""
-        coder = _Measured(self.model.inter.tags, (self.packed[0] // BLOCK, self.packed[1] // BLOCK), modes,
-                          offsets)
+        coder = _Measured(self.model.inter.tags, self.grid, modes, offsets)
         return coder, self.model.inter(x, self.state, self.level, coder, estimate, predictor)
 
     def _pack(self, coder):
@@ -186,8 +185,9 @@ class SequenceEncoder(SequenceDecoder):
             options.append((FrameType.INTRA_HEVC, payload, self._intra_state(recon)))
         if self.intra_mode != "hevc":
             x = to_tensor(frame, *size)
+            x32, lam = x.float(), LAMBDAS[self.level]
             offsets = {} if not SEARCH[self.preset][0] else search(
-                lambda c: self.model.intra(x.float(), self.level, c), x.float(), self.valid, LAMBDAS[self.level],
+                lambda c: self.model.intra(x32, self.level, c), lambda y: lam * block_sse(y, x32, self.valid).sum(),
                 *SEARCH[self.preset])
             for tried in ({}, offsets) if offsets else ({},):
                 coder = _Measured(intra.TAGS, (1, 1), None, tried)

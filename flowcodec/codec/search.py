@@ -14,17 +14,16 @@ frame's one coding path (``InterCodec.forward``, ``IntraCodec.forward``) runs wi
 coder — rounding straight-through for the values, uniform noise for the rate, the frame's block modes
 as the encoder chose them — in float32 outside ``exact()``, and Adam takes the steps with a
 cosine-decayed step size. The encoder's other decisions (motion predictor, block modes) are taken
-before the search, on the analysis' latents; adaptive intra compares the searched P-frame. The search keeps the offsets of
-the step whose rate at the rounded latents (as coded: σ snapped) plus λ·D was least; the encoder then
-codes them for real (``Nudged`` with ``Encode``) and keeps that coding only if its real R + λ·D
-(payload bytes, decoded frame) is below the unsearched one's.
+before the search, on the analysis' latents; adaptive intra compares the searched P-frame. The search
+keeps the offsets of the step whose rate at the rounded latents (as coded: σ snapped) plus λ·D was
+least; the encoder then codes them for real (``Nudged`` with ``Encode``) and keeps that coding only if
+its real R + λ·D (payload bytes, decoded frame) is below the unsearched one's.
 """
 import math
 
 import torch
 
 from ..entropy.coder import Train, factorized_bits, gaussian_bits
-from ..frames import weighted_se
 from ..layers.exact import relaxed
 from ..motion import DecodedPictures
 
@@ -100,18 +99,17 @@ def relaxed_state(state: DecodedPictures) -> DecodedPictures:
                            tuple(None if m is None else m.float() for m in state.motion), state.size, state.mono)
 
 
-def search(run, x, valid, lam: float, steps: int, step_size: float, modes=None) -> dict:
+def search(run, distortion, steps: int, step_size: float, modes=None) -> dict:
     """Offsets of the latents that ``run(coder)`` codes — one frame through its codec's coding path,
-    returning the reconstruction of packed frame ``x`` (float32) — after ``steps`` Adam steps on
-    R + λ·D (the step size ``step_size`` at first, cosine-decayed to 0), with block ``modes`` as the encoder chose them; {} when no step beat the analysis' own
-    latents. ``valid`` marks the frame's real pixels, the only ones D counts."""
-    valid = valid.float()
+    returning its reconstruction, whose λ·D in bits is ``distortion(reconstruction)`` — after ``steps``
+    Adam steps on R + λ·D (the step size ``step_size`` at first, cosine-decayed to 0), with block
+    ``modes`` as the encoder chose them; {} when no step beat the analysis' own latents."""
     offsets, best, best_cost, opt = {}, {}, math.inf, None
     torch.manual_seed(0)  # the rate noise: one encoder run codes one stream
     with relaxed():
         for step in range(steps + 1):
             coder = Relaxed(offsets, modes)
-            d = lam * 4 * (weighted_se(run(coder), x)[0] * valid).sum()
+            d = distortion(run(coder))
             cost = coder.rounded + d.item()
             if cost < best_cost:
                 best_cost = cost

@@ -38,29 +38,27 @@ _active = False
 
 
 @contextlib.contextmanager
-def exact():
-    """Compute exactly (the rules above) inside; also turns gradients off (coding only)."""
+def _computing(exactly: bool, gradients):
+    """Inside: exact arithmetic on or off, with the gradient mode ``gradients`` (a torch context)."""
     global _active
-    before, _active = _active, True
+    before, _active = _active, exactly
     try:
-        with torch.no_grad():
+        with gradients():
             yield
     finally:
         _active = before
 
 
-@contextlib.contextmanager
+def exact():
+    """Compute exactly (the rules above) inside; also turns gradients off (coding only)."""
+    return _computing(True, torch.no_grad)
+
+
 def relaxed():
     """Inside ``exact()``: compute with the fast float kernels and gradients on again, for encoder-only
     work whose results never reach the decoder except through what is then coded exactly (the latent
     search of ``codec/search.py``)."""
-    global _active
-    before, _active = _active, False
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        _active = before
+    return _computing(False, torch.enable_grad)
 
 
 def active() -> bool:
