@@ -113,9 +113,9 @@ def epe(folder):
                 reader = Reader(f)
                 h = reader.header
                 dec = _Decoder.for_header(model, h)
-                for t, (ftype, payload) in enumerate(reader):
+                for t, (ftype, payload, quality) in enumerate(reader):
                     _Choices.params = None
-                    dec.decode(ftype, payload)
+                    dec.decode(ftype, payload, quality)
                     if ftype == FrameType.INTER:
                         field = dec.last[2][0, :2, : h.height, : h.width]
                         errors.append(_epe(field, truth[t - 1]))

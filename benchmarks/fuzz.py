@@ -75,19 +75,19 @@ ERROR = "flowcodec: error: "
 # --- bitstream surgery ------------------------------------------------------------------------------
 
 def split(data):
-    """(header bytes, [(frame type, payload)]) of a well-formed stream."""
+    """(header bytes, [(frame type, payload, quality in sixteenths)]) of a well-formed stream."""
     end = _PREFIX.size + _PREFIX.unpack_from(data)[2] + _U32.size
     records, pos = [], end
     while pos < len(data):
-        ftype, n, _ = _RECORD.unpack_from(data, pos)
-        records.append((ftype, data[pos + _RECORD.size:pos + _RECORD.size + n]))
+        ftype, steps, n, _ = _RECORD.unpack_from(data, pos)
+        records.append((ftype, data[pos + _RECORD.size:pos + _RECORD.size + n], steps))
         pos += _RECORD.size + n
     return data[:end], records
 
 
 def join(header, records):
-    """A stream from header bytes and (type, payload) records, every record CRC computed."""
-    return header + b"".join(_RECORD.pack(t, len(p), _record_crc(t, p)) + p for t, p in records)
+    """A stream from header bytes and (type, payload, quality) records, every record CRC computed."""
+    return header + b"".join(_RECORD.pack(t, q, len(p), _record_crc(t, q, p)) + p for t, p, q in records)
 
 
 def set_header(header, field, value):
@@ -128,8 +128,8 @@ def boundaries(data):
     cuts = {0, 4, 5, 7, len(header) - 12, len(header) - 4, len(header)}
     cuts |= {off + struct.calcsize(fmt) for off, fmt in HEADER_FIELDS.values()}
     pos = len(header)
-    for t, p in records:
-        cuts |= {pos + 1, pos + 5, pos + _RECORD.size}
+    for t, p, _ in records:
+        cuts |= {pos + 1, pos + 2, pos + 6, pos + _RECORD.size}
         start = pos + _RECORD.size
         if t != FrameType.INTRA_HEVC:
             for _, s, at in substreams(p):  # cuts before the tag, length, data, and after the data
@@ -201,7 +201,7 @@ def header_value(rng, seeds):
         what.append(f"{f}={value}")
     if rng.random() < 0.2:  # and a learned intra frame of next to nothing: a tiny stream claiming a lot
         tiny = rng.randbytes(4 * rng.choice([0, 0, 1, 2, 16]))
-        records = [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [tiny]))]
+        records = [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [tiny]), 48)]
         header = set_header(header, "frame_count", 1)
         what.append(f"one learned intra record of {len(payload_unpack(records[0][1])[1][0])} bytes")
     return Case("header value", ", ".join(what), join(header, records), "recomputed")
@@ -240,10 +240,10 @@ def payload_edit(rng, seeds):
     header, records = split(stream)
     records = list(records)
     i = rng.randrange(len(records))
-    t, p = records[i]
+    t, p, q = records[i]
     subs = substreams(p) if t != FrameType.INTRA_HEVC else []
     other = rng.choice(split(rng.choice(seeds.streams))[1])
-    ops = ["flip", "run", "truncate", "append", "empty", "random", "retype", "transplant"]
+    ops = ["flip", "run", "truncate", "append", "empty", "random", "retype", "transplant", "quality"]
     ops += ["sub flip", "sub empty", "sub shorter", "sub longer", "sub zero", "sub swap", "sub other",
             "sub length", "sub tag"] * 2 if subs else []
     op = rng.choice(ops)
@@ -265,6 +265,8 @@ def payload_edit(rng, seeds):
         t = rng.choice([f for f in FrameType if f != t])
     elif op == "transplant":
         p = other[1]
+    elif op == "quality":  # below 1, the levels' edges, beyond the model's levels
+        q = rng.choice([0, 1, 15, 16, 17, 143, 144, 145, 255])
     elif op == "sub length":
         tag, s, at = subs[k]
         n = len(s)
@@ -294,8 +296,8 @@ def payload_edit(rng, seeds):
         if op != "sub swap":
             subs[k] = (tag, s)
         p = pack(subs)
-    records[i] = (t, p)
-    return Case("payload", f"record {i} (type {int(records[i][0])}): {op}, sub-stream {k}",
+    records[i] = (t, p, q)
+    return Case("payload", f"record {i} (type {int(records[i][0])}, quality {q}/16): {op}, sub-stream {k}",
                 join(header, records), "recomputed")
 
 

@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from .codec.options import INTRA_MODES, PRESETS, QUALITIES
+from .codec.bitstream import FrameType
+from .codec.options import INTRA_MODES, PRESETS, QUALITIES, QUALITY_STEPS, quality_steps
 from .errors import BitstreamError, FlowcodecError
 
 MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless max_pixels says otherwise
@@ -44,15 +45,23 @@ def _threads(threads):
 
 class Encoder:
     """Encodes 8-bit 4:2:0 frames into a stream written to ``output`` (a path, "-" for stdout, or a
-    binary file object that the caller keeps open). ``mono``: a monochrome stream (chroma exactly 128
-    in every frame); None decides from the first frame (monochrome when its chroma is all 128)."""
+    binary file object that the caller keeps open).
 
-    def __init__(self, output, width: int, height: int, *, fps=(25, 1), quality: int = 3,
-                 motion: str = "pyramid", preset: str = "medium", intra_period: int = 32, intra: str = "hevc",
-                 adaptive_intra: bool = True, mono: bool | None = None, weights: str | None = None,
-                 threads: int | None = None):
+    ``quality``: 1 (lowest rate) … 9, any multiple of 1/16 between (others are rounded to one), the same
+    for every frame. ``bitrate``: instead, a target in kilobits per second, met by choosing each frame's
+    quality (``codec/rate.py``); ``frames``, the number of frames to come if known, lets it meet the
+    target over exactly those. ``mono``: a monochrome stream (chroma exactly 128 in every frame); None
+    decides from the first frame (monochrome when its chroma is all 128)."""
+
+    def __init__(self, output, width: int, height: int, *, fps=(25, 1), quality: float = 3,
+                 bitrate: float | None = None, frames: int | None = None, motion: str = "pyramid",
+                 preset: str = "medium", intra_period: int = 32, intra: str = "hevc", adaptive_intra: bool = True,
+                 mono: bool | None = None, weights: str | None = None, threads: int | None = None):
         if not 1 <= quality <= QUALITIES:
             raise FlowcodecError(f"quality (--quality) must be 1..{QUALITIES}, not {quality}")
+        if bitrate is not None and not 0 < bitrate < 10**7:
+            raise FlowcodecError(f"bit rate (--bitrate) must be a positive number of kilobits per second, "
+                                 f"not {bitrate}")
         if not 1 <= intra_period <= 65535:
             raise FlowcodecError(f"intra period (--intra-period) must be 1..65535, not {intra_period}")
         if preset not in PRESETS or intra not in INTRA_MODES:
@@ -60,8 +69,13 @@ class Encoder:
                                  f"{', '.join(INTRA_MODES)}")
         _threads(threads)
         self.width, self.height, self.fps = width, height, fps
-        self.options = dict(quality=quality, intra_period=intra_period, intra=intra,
-                            adaptive_intra=adaptive_intra, preset=preset, mono=mono)
+        self.quality = quality_steps(quality) / QUALITY_STEPS
+        self.rate = None
+        if bitrate is not None:
+            from .codec.rate import RateControl
+            self.rate = RateControl(bitrate, fps[0] / fps[1], width, height, intra_period, frames)
+        self.intra_period, self.intra, self.adaptive_intra = intra_period, intra, adaptive_intra
+        self.preset, self.mono = preset, mono
         self.model, self._digest = load_model(motion, weights)
         self._files = contextlib.ExitStack()
         if isinstance(output, (str, os.PathLike)):
@@ -69,31 +83,46 @@ class Encoder:
             output = self._files.enter_context(atomic_output(output))
         self._out, self._writer, self._coder = output, None, None
         self.frames = 0
+        self.qualities = []  # the quality of each frame coded
 
     def _start(self, frame):
         """The header and the sequence encoder, once the first frame says whether it is monochrome."""
         from .codec.bitstream import MONOCHROME, UNKNOWN_FRAMES, Header, Writer
         from .codec.encoder import SequenceEncoder
-        o = self.options
-        mono = o["mono"] if o["mono"] is not None else all(np.all(c == 128) for c in frame[1:])
-        header = Header(self.width, self.height, *self.fps, UNKNOWN_FRAMES, o["intra_period"], o["quality"],
-                        self.model.model_id, self._digest, MONOCHROME if mono else 0)
+        mono = self.mono if self.mono is not None else all(np.all(c == 128) for c in frame[1:])
+        header = Header(self.width, self.height, *self.fps, UNKNOWN_FRAMES, self.intra_period,
+                        0 if self.rate else self.quality, self.model.model_id, self._digest,
+                        MONOCHROME if mono else 0)
         self._writer = Writer(self._out, header)
-        self._coder = SequenceEncoder(self.model, self.width, self.height, o["quality"], o["intra_period"],
-                                      o["intra"], o["adaptive_intra"], mono, o["preset"])
+        self._coder = SequenceEncoder(self.model, self.width, self.height, self.quality, self.intra_period,
+                                      self.intra, self.adaptive_intra, mono, self.preset)
 
-    def encode(self, frame) -> tuple:
+    def encode(self, frame, quality: float | None = None) -> tuple:
         """Code one frame (y, u, v: uint8 arrays of (H, W) and twice ((H+1)//2, (W+1)//2)); returns its
-        reconstruction, which is what a decoder of the stream outputs for it."""
+        reconstruction, which is what a decoder of the stream outputs for it. ``quality`` codes this
+        frame at another quality than the encoder's (rounded to a 1/16 step; not with ``bitrate``)."""
         expect = [(self.height, self.width)] + [((self.height + 1) // 2, (self.width + 1) // 2)] * 2
         if len(frame) != 3 or [np.shape(p) for p in frame] != expect or any(
                 np.asarray(p).dtype != np.uint8 for p in frame):
             raise FlowcodecError(f"a frame is 3 uint8 planes of shapes {expect}")
+        before = self.bytes_written
         if self._writer is None:
             self._start(frame)
-        ftype, payload, recon = self._coder.encode(tuple(np.asarray(p) for p in frame))
-        self._writer.write_frame(ftype, payload)
+        if quality is not None:
+            if self.rate or not 1 <= quality <= QUALITIES:
+                raise FlowcodecError(f"a frame's quality must be 1..{QUALITIES}, and is chosen by the rate "
+                                     "control when a bit rate is set")
+            quality = quality_steps(quality) / QUALITY_STEPS
+        elif self.rate:
+            quality = self.rate.quality(self._coder.since_intra)
+        else:
+            quality = self.quality
+        ftype, payload, recon = self._coder.encode(tuple(np.asarray(p) for p in frame), quality)
+        self._writer.write_frame(ftype, payload, quality)
+        if self.rate:
+            self.rate.update(ftype != FrameType.INTER, 8 * (self.bytes_written - before), quality)
         self.frames += 1
+        self.qualities.append(quality)
         return recon
 
     @property
@@ -151,9 +180,9 @@ class Decoder:
             raise
 
     def __iter__(self):
-        for n, (ftype, payload) in enumerate(self.reader):
+        for n, record in enumerate(self.reader):
             try:
-                yield self._coder.decode(ftype, payload)
+                yield self._coder.decode(*record)
             except BitstreamError as e:
                 raise BitstreamError(f"frame {n}: {e}") from None
 

@@ -12,7 +12,7 @@ import time
 
 from . import __version__
 from .api import MAX_PIXELS
-from .codec.options import INTRA_MODES, PRESETS, QUALITIES
+from .codec.options import INTRA_MODES, PRESETS, QUALITIES, QUALITY_STEPS
 from .errors import BitstreamError, FlowcodecError
 
 
@@ -48,7 +48,8 @@ def _encode(a):
     info = src.info
     psnrs, t0 = [], time.time()
     with src, Encoder(a.output, info.width, info.height, fps=(info.fps_num, info.fps_den), quality=a.quality,
-                      motion=a.motion, preset=a.preset, intra_period=a.intra_period, intra=a.intra,
+                      bitrate=a.bitrate, frames=_frame_count(a.input, info, a.frames), motion=a.motion,
+                      preset=a.preset, intra_period=a.intra_period, intra=a.intra,
                       adaptive_intra=a.adaptive_intra, mono=True if info.chroma == "mono" else None,
                       weights=a.weights, threads=a.threads) as enc, \
             (atomic_output(a.recon) if a.recon else contextlib.nullcontext()) as rec_file:
@@ -67,9 +68,32 @@ def _encode(a):
     n, size = len(psnrs), enc.bytes_written
     secs = time.time() - t0
     bpp = 8 * size / (info.width * info.height * n)
-    print(f"encoded {n} frames {info.width}x{info.height} q{a.quality} {a.motion}: {size} bytes, "
-          f"{bpp:.4f} bpp, PSNR-YUV {np.mean(psnrs):.3f} dB, "
+    kbps = 8 * size * info.fps_num / (1000 * info.fps_den * n)
+    quality = f"quality {min(enc.qualities):g}…{max(enc.qualities):g}" if a.bitrate else f"quality {enc.quality:g}"
+    print(f"encoded {n} frames {info.width}x{info.height} {quality} {a.motion}: {size} bytes, "
+          f"{bpp:.4f} bpp, {kbps:.1f} kbit/s, PSNR-YUV {np.mean(psnrs):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
+
+
+def _frame_count(path, info, limit):
+    """How many frames an input file holds, where its size tells (y4m and raw yuv with frames of one
+    size), at most ``limit``; else None. Only a hint, for the rate control's planning."""
+    plane = info.width * info.height
+    frame = (plane + 2 * ((info.width + 1) // 2) * ((info.height + 1) // 2)) * (2 if info.bitdepth > 8 else 1)
+    if info.chroma == "mono":
+        frame = plane * (2 if info.bitdepth > 8 else 1)
+    try:
+        size = os.path.getsize(path)
+        if path.endswith(".y4m"):
+            with open(path, "rb") as f:
+                size -= len(f.readline())
+            frame += len(b"FRAME\n")
+        elif not path.endswith(".yuv"):
+            return None
+    except (OSError, TypeError):
+        return None
+    count = size // frame
+    return count if limit is None else min(count, limit)
 
 
 def _decode(a):
@@ -98,9 +122,10 @@ def _info(a):
         r = Reader(f)
         h = r.header
         print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
-              f"fps {h.fps_num}/{h.fps_den}  quality {h.quality}  intra period {h.intra_period}")
+              f"fps {h.fps_num}/{h.fps_den}  quality {f'{h.quality:g}' if h.quality else 'per frame'}  "
+              f"intra period {h.intra_period}")
         total, streams = 0, {}
-        for i, (ftype, payload) in enumerate(r):
+        for i, (ftype, payload, quality) in enumerate(r):
             total += len(payload)
             try:
                 parts = stream_sizes(ftype, payload)
@@ -109,7 +134,7 @@ def _info(a):
             for t, n in parts.items():
                 streams[t] = streams.get(t, 0) + n
             if a.frames:
-                print(f"frame {i:5d} {ftype.name:12s} {len(payload):8d} bytes  "
+                print(f"frame {i:5d} {ftype.name:12s} q{quality:<7g} {len(payload):8d} bytes  "
                       + " ".join(f"{t} {n}" for t, n in parts.items()))
         print(f"{r.frames_read} frames, {total} payload bytes: "
               + ", ".join(f"{t} {n}" for t, n in streams.items()))
@@ -196,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="video (y4m, yuv, or anything ffmpeg reads; - = stdin) -> .fcb")
     e.add_argument("input")
     e.add_argument("-o", "--output", required=True, help="bitstream file (- = stdout)")
-    e.add_argument("--quality", type=int, default=3, help=f"1 (lowest rate) .. {QUALITIES}")
+    rate = e.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=float, default=3,
+                      help=f"1 (lowest rate) .. {QUALITIES}, in steps of 1/{QUALITY_STEPS} (e.g. 4.5); default 3")
+    rate.add_argument("--bitrate", type=float, metavar="KBPS",
+                      help="target bit rate in kilobits per second, met by choosing each frame's quality "
+                           "(one pass; instead of --quality)")
     e.add_argument("--motion", default="pyramid", help="motion approach (registry name)")
     e.add_argument("--intra-period", type=int, default=32)
     e.add_argument("--intra", choices=INTRA_MODES, default="hevc",

@@ -17,11 +17,11 @@ from flowcodec.codec.bitstream import (
 from flowcodec.errors import BitstreamError
 
 HASH = bytes.fromhex("0123456789abcdef")
-FRAMES = [
-    (FrameType.INTRA_HEVC, b"hevc-intra-picture" * 2),
-    (FrameType.INTER, payload_pack(("motion", "residual"), (b"motion-latent", b"residual"))),
-    (FrameType.INTER, b""),
-    (FrameType.INTRA_LEARNED, bytes(range(40))),
+FRAMES = [  # (type, payload, quality): qualities step by 1/16, from 1 up
+    (FrameType.INTRA_HEVC, b"hevc-intra-picture" * 2, 3.0),
+    (FrameType.INTER, payload_pack(("motion", "residual"), (b"motion-latent", b"residual")), 3.5625),
+    (FrameType.INTER, b"", 1.0),
+    (FrameType.INTRA_LEARNED, bytes(range(40)), 255 / 16),
 ]
 
 
@@ -46,14 +46,14 @@ class OneWay:
 
 def make_header(**changes):
     fields = dict(width=64, height=48, fps_num=30000, fps_den=1001, frame_count=len(FRAMES),
-                  intra_period=8, quality=3, model_id="pyramid-v5", weights_hash=HASH)
+                  intra_period=8, quality=3, model_id="pyramid-v6", weights_hash=HASH)
     fields.update(changes)
     return Header(**fields)
 
 
-def raw_header(magic=b"FCDC", version=5, header_len=None, width=64, height=48, fps_num=30000,
-               fps_den=1001, frame_count=len(FRAMES), intra_period=8, quality=3, flags=0,
-               model_id=b"pyramid-v5", weights_hash=HASH, crc=None):
+def raw_header(magic=b"FCDC", version=6, header_len=None, width=64, height=48, fps_num=30000,
+               fps_den=1001, frame_count=len(FRAMES), intra_period=8, quality=48, flags=0,
+               model_id=b"pyramid-v6", weights_hash=HASH, crc=None):
     """Header bytes built straight from the spec in docs/bitstream.md."""
     fields = struct.pack("<HHIIIHBBB", width, height, fps_num, fps_den, frame_count,
                          intra_period, quality, flags, len(model_id)) + model_id + weights_hash
@@ -62,19 +62,21 @@ def raw_header(magic=b"FCDC", version=5, header_len=None, width=64, height=48, f
     return head + struct.pack("<I", zlib.crc32(head) if crc is None else crc)
 
 
-def raw_record(ftype, payload, length=None, crc=None):
-    """Record bytes built from the spec; the CRC covers type, length and payload."""
+def raw_record(ftype, payload, quality=3.0, length=None, crc=None, steps=None):
+    """Record bytes built from the spec (quality stored in sixteenths); the CRC covers type, quality,
+    length and payload."""
     length = len(payload) if length is None else length
+    steps = round(16 * quality) if steps is None else steps
     if crc is None:
-        crc = zlib.crc32(struct.pack("<BI", ftype, length) + payload)
-    return struct.pack("<BII", ftype, length, crc) + payload
+        crc = zlib.crc32(struct.pack("<BBI", ftype, steps, length) + payload)
+    return struct.pack("<BBII", ftype, steps, length, crc) + payload
 
 
 def encode(frames=FRAMES, header=None, seekable=True):
     out = io.BytesIO() if seekable else OneWay()
     with Writer(out, header or make_header(frame_count=len(frames))) as writer:
-        for ftype, payload in frames:
-            writer.write_frame(ftype, payload)
+        for frame in frames:
+            writer.write_frame(*frame)
     data = out.buf.getvalue() if not seekable else out.getvalue()
     assert writer.bytes_written == len(data)
     return data
@@ -94,23 +96,23 @@ def test_header_matches_spec_layout():
 
 def test_round_trip_bytesio():
     data = encode()
-    header, records = decode(data, expected_model_id="pyramid-v5", expected_hash=HASH)
+    header, records = decode(data, expected_model_id="pyramid-v6", expected_hash=HASH)
     assert header == make_header()
     assert records == FRAMES
-    assert all(type(t) is FrameType for t, _ in records)
-    assert data == raw_header() + b"".join(raw_record(t, p) for t, p in FRAMES)
+    assert all(type(r.type) is FrameType for r in records)
+    assert data == raw_header() + b"".join(raw_record(*f) for f in FRAMES)
 
 
 def test_round_trip_real_file(tmp_path):
     path = tmp_path / "clip.fcb"
     with open(path, "wb") as f:
         writer = Writer(f, make_header())
-        for ftype, payload in FRAMES:
-            writer.write_frame(ftype, payload)
+        for frame in FRAMES:
+            writer.write_frame(*frame)
         writer.finish()
     assert path.stat().st_size == writer.bytes_written
     with open(path, "rb") as f:
-        reader = Reader(f, expected_model_id="pyramid-v5", expected_hash=HASH)
+        reader = Reader(f, expected_model_id="pyramid-v6", expected_hash=HASH)
         assert list(reader) == FRAMES
         assert reader.frames_read == len(FRAMES)
 
@@ -120,8 +122,8 @@ def test_unknown_frame_count_patched_on_seekable_file(offset):
     out = io.BytesIO(b"x" * offset)
     out.seek(offset)
     writer = Writer(out, make_header(frame_count=UNKNOWN_FRAMES))
-    for ftype, payload in FRAMES:
-        writer.write_frame(ftype, payload)
+    for frame in FRAMES:
+        writer.write_frame(*frame)
     writer.close()
     writer.close()  # idempotent
     assert writer.header.frame_count == len(FRAMES)
@@ -148,8 +150,8 @@ def test_real_pipe_round_trip():
         def produce():
             with open(w, "wb") as wf:
                 writer = Writer(wf, make_header(frame_count=UNKNOWN_FRAMES))
-                for ftype, payload in FRAMES:
-                    writer.write_frame(ftype, payload)
+                for frame in FRAMES:
+                    writer.write_frame(*frame)
                 writer.close()
         thread = threading.Thread(target=produce)
         thread.start()
@@ -161,20 +163,30 @@ def test_real_pipe_round_trip():
 
 def test_writer_enforces_declared_frame_count():
     writer = Writer(io.BytesIO(), make_header(frame_count=1))
-    writer.write_frame(FrameType.INTRA_HEVC, b"a")
+    writer.write_frame(FrameType.INTRA_HEVC, b"a", 3)
     with pytest.raises(BitstreamError, match="declares 1 frames"):
-        writer.write_frame(FrameType.INTER, b"b")
+        writer.write_frame(FrameType.INTER, b"b", 3)
     writer = Writer(io.BytesIO(), make_header(frame_count=2))
-    writer.write_frame(FrameType.INTRA_HEVC, b"a")
+    writer.write_frame(FrameType.INTRA_HEVC, b"a", 3)
     with pytest.raises(BitstreamError, match="2 frames, 1 written"):
         writer.close()
 
 
 def test_writer_refuses_invalid_header():
     for bad in [dict(width=0), dict(model_id="x" * 65), dict(model_id="é"),
-                dict(weights_hash=b"short"), dict(flags=2), dict(intra_period=0)]:
+                dict(weights_hash=b"short"), dict(flags=2), dict(intra_period=0), dict(quality=0.5),
+                dict(quality=3.01), dict(quality=16)]:
         with pytest.raises(BitstreamError):
             Writer(io.BytesIO(), make_header(**bad))
+    assert Writer(io.BytesIO(), make_header(quality=0)).header.quality == 0  # rate control: per frame
+
+
+def test_writer_refuses_a_quality_the_record_cannot_hold():
+    writer = Writer(io.BytesIO(), make_header())
+    for bad in (0, 0.9375, 2.01, 16):
+        with pytest.raises(BitstreamError, match="invalid frame quality"):
+            writer.write_frame(FrameType.INTER, b"b", bad)
+    assert writer.frames_written == 0
 
 
 # --- header errors -------------------------------------------------------------
@@ -184,9 +196,9 @@ def test_writer_refuses_invalid_header():
     (b"RIFF" + raw_header()[4:], r"not a flowcodec bitstream \(bad magic\)"),
     (b"FC", "truncated"),
     (b"FX", "bad magic"),
-    (raw_header(version=6), r"bitstream format version 6 is newer than this decoder \(5\)"),
-    (raw_header(version=4), r"bitstream format version 4 is older than this decoder \(5\)"),
-    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(5\)"),
+    (raw_header(version=7), r"bitstream format version 7 is newer than this decoder \(6\)"),
+    (raw_header(version=5), r"bitstream format version 5 is older than this decoder \(6\)"),
+    (raw_header(version=1), r"bitstream format version 1 is older than this decoder \(6\)"),
     (raw_header(version=0), "version 0"),
     (raw_header(header_len=10), "out of bounds"),
     (raw_header(header_len=2000), "out of bounds"),
@@ -201,6 +213,7 @@ def test_writer_refuses_invalid_header():
     (raw_header(fps_den=0), "invalid frame rate"),
     (raw_header(intra_period=0), "invalid intra period"),
     (raw_header(flags=4), "unknown header flags"),
+    (raw_header(quality=15), "invalid header quality"),
     (raw_header(model_id=b"caf\xe9"), "invalid model id"),
     (raw_header(model_id=b"x" * 65), "invalid model id"),
 ])
@@ -221,10 +234,10 @@ def test_header_length_inconsistent_with_model_id():
 def test_model_and_weights_mismatch():
     data = encode()
     with pytest.raises(BitstreamError,
-                       match="bitstream was made by model 'pyramid-v5', this decoder has 'raft-v5'"):
-        decode(data, expected_model_id="raft-v5")
+                       match="bitstream was made by model 'pyramid-v6', this decoder has 'raft-v6'"):
+        decode(data, expected_model_id="raft-v6")
     with pytest.raises(BitstreamError, match="made with different weights"):
-        decode(data, expected_model_id="pyramid-v5", expected_hash=bytes(8))
+        decode(data, expected_model_id="pyramid-v6", expected_hash=bytes(8))
 
 
 # --- record errors -------------------------------------------------------------
@@ -236,6 +249,7 @@ def with_records(*records, frame_count=None):
 
 @pytest.mark.parametrize("data, message", [
     (with_records(raw_record(7, b"abc")), r"corrupted frame 0 \(unknown frame type 7\)"),
+    (with_records(raw_record(2, b"abc", steps=15)), r"corrupted frame 0 \(quality 15/16 is below 1\)"),
     (with_records(raw_record(2, b"abc", length=MAX_PAYLOAD + 1)), "exceeds"),
     (with_records(raw_record(2, b"abc", length=4)), "truncated bitstream: frame 0"),
     (with_records(raw_record(2, b"abc")[:5]), "truncated bitstream: frame 0"),
@@ -257,7 +271,7 @@ def test_bad_record(data, message):
 def test_records_before_an_error_are_yielded():
     data = with_records(raw_record(0, b"ok"), raw_record(2, b"bad", crc=0))
     reader = Reader(io.BytesIO(data))
-    assert next(iter(reader)) == (FrameType.INTRA_HEVC, b"ok")
+    assert next(iter(reader)) == (FrameType.INTRA_HEVC, b"ok", 3.0)
     with pytest.raises(BitstreamError, match="frame 1"):
         list(reader)
 
@@ -265,7 +279,7 @@ def test_records_before_an_error_are_yielded():
 @pytest.mark.parametrize("length", [0xFFFFFFFF, MAX_PAYLOAD - 1])
 @pytest.mark.parametrize("seekable", [True, False])
 def test_lying_payload_length_fails_fast_without_allocating(length, seekable, tmp_path):
-    data = with_records(raw_record(2, b"\0" * 41, length=length))
+    data = with_records(raw_record(2, b"\0" * 40, length=length))
     assert len(data) == 100
     if seekable:
         (tmp_path / "lie.fcb").write_bytes(data)
@@ -289,9 +303,9 @@ def test_lying_payload_length_fails_fast_without_allocating(length, seekable, tm
 
 def record_ends(data, frames):
     """Byte offsets at which each record (and the header) ends."""
-    ends = [len(data) - sum(9 + len(p) for _, p in frames)]
-    for _, payload in frames:
-        ends.append(ends[-1] + 9 + len(payload))
+    ends = [len(data) - sum(10 + len(p) for _, p, _ in frames)]
+    for _, payload, _ in frames:
+        ends.append(ends[-1] + 10 + len(payload))
     return ends
 
 

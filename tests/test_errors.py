@@ -59,7 +59,7 @@ def good(tmp_path_factory, weights):
     pos = _PREFIX.size + header_len + _U32.size
     header_end, records = pos, []
     while pos < len(data):
-        ftype, length, _ = _RECORD.unpack_from(data, pos)
+        ftype, _, length, _ = _RECORD.unpack_from(data, pos)
         records.append((pos, ftype, length))
         pos += _RECORD.size + length
     assert pos == len(data) and [r[1] for r in records] == [0, 2, 2]
@@ -121,8 +121,9 @@ def _flip_positions(good):
         "model id": 30,
         "header crc": good["header_end"] - 1,
         "frame type": o1,
-        "payload length": o2 + 1,
-        "record crc": o2 + 6,
+        "frame quality": o2 + 1,
+        "payload length": o2 + 2,
+        "record crc": o2 + 7,
         "intra payload": o1 + _RECORD.size + n1 - 3,
         "inter payload": o3 + _RECORD.size + n3 // 3,
         "last byte": len(good["data"]) - 1,
@@ -130,7 +131,7 @@ def _flip_positions(good):
 
 
 @pytest.mark.parametrize("where", ["magic", "version", "header length", "width", "model id",
-                                   "header crc", "frame type", "payload length", "record crc",
+                                   "header crc", "frame type", "frame quality", "payload length", "record crc",
                                    "intra payload", "inter payload", "last byte"])
 @pytest.mark.parametrize("bit", [0, 6])
 def test_bit_flip(tmp_path, weights, good, where, bit):
@@ -142,20 +143,21 @@ def test_bit_flip(tmp_path, weights, good, where, bit):
     no_leftovers(tmp_path, "out.y4m")
 
 
-def _rebuild(good, header_change=None, payload_change=None):
-    """Re-serialise the good bitstream with a changed header and/or payloads; valid CRCs."""
+def _rebuild(good, header_change=None, payload_change=None, quality=None):
+    """Re-serialise the good bitstream with a changed header, payloads and/or frame qualities; valid
+    CRCs."""
     r = Reader(io.BytesIO(good["data"]))
     header = replace(r.header, **(header_change or {}))
     frames = list(r)
     buf = io.BytesIO()
     w = Writer(buf, header)
-    for i, (t, p) in enumerate(frames):
-        w.write_frame(t, payload_change(i, t, p) if payload_change else p)
+    for i, (t, p, q) in enumerate(frames):
+        w.write_frame(t, payload_change(i, t, p) if payload_change else p, quality(i, q) if quality else q)
     w.close()
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("model_id", ["motionless-v5", "pyramid-v4"])
+@pytest.mark.parametrize("model_id", ["motionless-v6", "pyramid-v5"])
 def test_other_model_id(tmp_path, weights, good, model_id):
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"model_id": model_id}))
     assert_error(rc, err, model_id)
@@ -185,9 +187,9 @@ def test_payload_of_another_frame_type(tmp_path, weights, good):
     frames = list(r)
     buf = io.BytesIO()
     w = Writer(buf, r.header)
-    w.write_frame(frames[0][0], frames[0][1])
-    w.write_frame(1, frames[1][1])
-    w.write_frame(frames[2][0], frames[2][1])
+    w.write_frame(*frames[0])
+    w.write_frame(1, *frames[1][1:])
+    w.write_frame(*frames[2])
     w.close()
     rc, _, err = decode_bytes(tmp_path, weights, buf.getvalue())
     assert_error(rc, err)
@@ -198,10 +200,18 @@ def test_inter_frame_first(tmp_path, weights, good):
     frames = list(r)
     buf = io.BytesIO()
     w = Writer(buf, replace(r.header, frame_count=1))
-    w.write_frame(frames[1][0], frames[1][1])
+    w.write_frame(*frames[1])
     w.close()
     rc, _, err = decode_bytes(tmp_path, weights, buf.getvalue())
     assert_error(rc, err, "intra")
+
+
+@pytest.mark.parametrize("frame,quality", [(0, QUALITIES + 1 / 16), (1, 255 / 16)])
+def test_frame_quality_beyond_the_model(tmp_path, weights, good, frame, quality):
+    """A record whose quality (valid CRC) is above the model's levels: one line naming the frame."""
+    data = _rebuild(good, quality=lambda i, q: quality if i == frame else q)
+    rc, _, err = decode_bytes(tmp_path, weights, data)
+    assert_error(rc, err, f"frame {frame}: quality {quality} is outside this model's range (1..{QUALITIES})")
 
 
 @pytest.mark.parametrize("damage,words", [
@@ -237,12 +247,6 @@ def test_hostile_payload_with_valid_crc(tmp_path, weights, good, damage, words):
     rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, payload_change=change))
     assert_error(rc, err, *words)
     no_leftovers(tmp_path, "out.y4m")
-
-
-@pytest.mark.parametrize("quality", [0, QUALITIES + 1, 255])
-def test_quality_outside_the_models_levels(tmp_path, weights, good, quality):
-    rc, _, err = decode_bytes(tmp_path, weights, _rebuild(good, {"quality": quality}))
-    assert_error(rc, err, f"quality {quality} is not a level of this model (1..{QUALITIES})")
 
 
 def test_pixel_limit(tmp_path, weights, good):
@@ -371,7 +375,8 @@ def test_no_frames_to_encode(tmp_path, weights, good, case):
 # --- bad options ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("opt,word", [(["--quality", "0"], "quality"), (["--quality", str(QUALITIES + 1)], "quality"),
-                                      (["--quality", "-1"], "quality"),
+                                      (["--quality", "-1"], "quality"), (["--quality", "nan"], "quality"),
+                                      (["--bitrate", "0"], "bit rate"), (["--bitrate", "inf"], "bit rate"),
                                       (["--intra-period", "0"], "intra-period"),
                                       (["--intra-period", "65536"], "intra-period"),
                                       (["--fps", "0"], "frame rate"), (["--fps", "x"], "frame rate"),

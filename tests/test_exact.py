@@ -7,6 +7,7 @@ processes under restricted instruction sets and thread counts. Before exact arit
 that test failed: under ``ONEDNN_MAX_CPU_ISA=SSE41`` a learned-intra pyramid stream of the bundled clip
 stopped with a damaged-payload error at frame 26, its range decoder desynchronised by a flipped scale.
 """
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from flowcodec.codec import inter, intra
+from flowcodec.codec.bitstream import Reader
 from flowcodec.codec.model import VideoModel
 from flowcodec.entropy.coder import Decode, Encode
 from flowcodec.layers import GDN, exact
@@ -151,16 +153,22 @@ SETTINGS = [({}, 1), ({}, 2), ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1), ({"ONEDNN_MA
 @pytest.fixture(scope="module")
 def shipped_streams(tmp_path_factory):
     """Every shipped model's stream of the bundled clip (6 frames, intra period 4: I P P P I P, learned
-    intra frames), encoded here with the default CPU features and 2 threads, with its --recon."""
+    intra frames) at quality 5, and the pyramid's at 100 kbit/s (each frame's quality chosen by the rate
+    control, fractional ones included), encoded here with the default CPU features and 2 threads, with
+    its --recon."""
     work = tmp_path_factory.mktemp("exact")
     streams = []
-    for motion in available():
-        fcb, recon = work / f"{motion}.fcb", work / f"{motion}.y4m"
+    for name, motion, rate in [(m, m, ["--quality", "5"]) for m in available()] + \
+            [("pyramid-bitrate", "pyramid", ["--bitrate", "100"])]:
+        fcb, recon = work / f"{name}.fcb", work / f"{name}.y4m"
         rc, _, err = cli_inproc("encode", CLIP, "-o", fcb, "--recon", recon, "--motion", motion, "--frames", "6",
-                                "--intra-period", "4", "--intra", "learned", "--quality", "5", "--threads", "2",
+                                "--intra-period", "4", "--intra", "learned", *rate, "--threads", "2",
                                 "-q", timeout=300)
         assert rc == 0, err
-        streams.append((motion, fcb, recon))
+        streams.append((name, fcb, recon))
+    with open(work / "pyramid-bitrate.fcb", "rb") as f:
+        qualities = {q for _, _, q in Reader(f)}
+    assert len(qualities) > 2 and any(q != int(q) for q in qualities), qualities
     return streams
 
 
@@ -253,20 +261,24 @@ def test_temporal_step_must_keep_its_sums_exact():
 
 
 def test_every_module_has_a_golden_stream():
-    import json
-    assert set(json.load(open(os.path.join(GOLDEN, "recon_sha256.json")))) == set(available())
+    assert set(available()) <= set(json.load(open(os.path.join(GOLDEN, "recon_sha256.json"))))
 
 
-@pytest.mark.parametrize("motion", available())
-def test_golden_streams_decode_to_their_recon(tmp_path, motion):
-    """Streams written at format 5's release (tests/golden: ``pan.y4m``, a 128×96 camera pan of 6 frames,
-    coded with ``flowcodec encode tests/golden/pan.y4m -o tests/golden/M.fcb --motion M --intra-period 4
-    --intra learned --quality 4`` and the shipped weights) decode to the encoder's reconstruction of that
-    day, by SHA-256: on any machine, and with any later code that still claims format 5."""
+GOLDEN_STREAMS = sorted(json.load(open(os.path.join(GOLDEN, "recon_sha256.json"))))
+
+
+@pytest.mark.parametrize("name", GOLDEN_STREAMS)
+def test_golden_streams_decode_to_their_recon(tmp_path, name):
+    """Streams written at format 6's release (tests/golden: ``pan.y4m``, a 128×96 camera pan of 6 frames)
+    decode to the encoder's reconstruction of that day, by SHA-256: on any machine, and with any later
+    code that still claims format 6. ``M.fcb``: ``flowcodec encode tests/golden/pan.y4m -o
+    tests/golden/M.fcb --motion M --intra-period 4 --intra learned --quality 4`` with the shipped weights
+    (the same frames as format 5's streams of 2026-12-03: an integer quality codes as it did);
+    ``pyramid-bitrate.fcb``: the same options with ``--bitrate 80`` instead of ``--quality``, its frames
+    at qualities 4.375, 4.875, 3.875, 2.875, 1.875 and 1 (interpolated gains)."""
     import hashlib
-    import json
-    want = json.load(open(os.path.join(GOLDEN, "recon_sha256.json")))[motion]
+    want = json.load(open(os.path.join(GOLDEN, "recon_sha256.json")))[name]
     out = tmp_path / "d.y4m"
-    rc, _, err = cli_inproc("decode", os.path.join(GOLDEN, f"{motion}.fcb"), "-o", out, "--threads", "2", "-q")
+    rc, _, err = cli_inproc("decode", os.path.join(GOLDEN, f"{name}.fcb"), "-o", out, "--threads", "2", "-q")
     assert rc == 0, err
     assert hashlib.sha256(out.read_bytes()).hexdigest() == want

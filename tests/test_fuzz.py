@@ -47,12 +47,12 @@ def test_inter_payload_bit_flip(tmp_path, baseline, seeds, record, sub, byte, bi
     """Once constriction's AssertionError as a 43-line traceback: one bit flipped in a P-frame's motion
     or residual stream, the record CRC recomputed."""
     header, records = fuzz.split(seeds.streams[0])
-    ftype, payload = records[record]
+    ftype, payload, steps = records[record]
     subs = fuzz.substreams(payload)
     damaged = bytearray(subs[sub][1])
     damaged[byte] ^= 1 << bit
     subs[sub] = (subs[sub][0], bytes(damaged))
-    records[record] = (ftype, fuzz.pack(subs))
+    records[record] = (ftype, fuzz.pack(subs), steps)
     kind, message, _ = decode(tmp_path, baseline, fuzz.join(header, records))
     assert kind == "clean error", message
     assert message.startswith(f"frame {record}: {('motion', 'residual')[sub]} stream"), message
@@ -79,8 +79,8 @@ def test_empty_learned_payload_of_a_huge_frame(tmp_path, baseline, seeds, side):
     header, _ = fuzz.split(seeds.streams[1])
     for field, value in (("width", side), ("height", side), ("frame_count", 1)):
         header = fuzz.set_header(header, field, value)
-    data = fuzz.join(header, [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [b""]))])
-    assert len(data) == 62
+    data = fuzz.join(header, [(FrameType.INTRA_LEARNED, payload_pack(["intra"], [b""]), 48)])
+    assert len(data) == 63
     if side * side > 7680 * 4320:
         kind, message, _ = decode(tmp_path, baseline, data)
         assert kind == "clean error" and "over this decoder's limit of 33177600 pixels" in message, message

@@ -256,10 +256,10 @@ def test_decoder_never_estimates_and_resets_at_intra_frames(name, tmp_path, monk
         raise AssertionError("the decoder called estimate()")
     for cls in {type(m) for m in model.modules() if isinstance(m, MotionModel)}:
         monkeypatch.setattr(cls, "estimate", refuse)
-    dec = SequenceDecoder(model, 40, 24, 3)
+    dec = SequenceDecoder(model, 40, 24)
     depths = []
     for ftype, payload, recon in coded:
-        frame = dec.decode(ftype, payload)
+        frame = dec.decode(ftype, payload, 3)
         assert all(np.array_equal(a, b) for a, b in zip(frame, recon))
         depths.append(len(dec.state.frames))
     assert depths == [1, 2, 3, 1, 2, 3, 1]
@@ -461,16 +461,16 @@ def test_a_module_stream_is_left_out_when_empty():
         x_hat = model.inter(cur, state, 2, enc, predictor=0)[0]
     chunks = dict(zip(model.inter.tags, enc.payloads()))
     assert chunks["global"] == b""
-    dec = SequenceDecoder(model, 64, 64, 3)  # quality 3: level 2, as coded
+    dec = SequenceDecoder(model, 64, 64)
     for tags, ok in ((("motion", "residual"), True), (("motion", "residual", "global"), False)):
         dec.state = state
         payload = payload_pack(tags, [chunks[t] for t in tags])
         if ok:
-            dec.decode(FrameType.INTER, payload)
+            dec.decode(FrameType.INTER, payload, 3)
             assert torch.equal(dec.state.ref, state.push(x_hat).ref)
         else:
             with pytest.raises(BitstreamError, match="empty global sub-stream"):
-                dec.decode(FrameType.INTER, payload)
+                dec.decode(FrameType.INTER, payload, 3)
 
 
 def test_decomposed_refines_its_global_translation_to_the_true_shift():

@@ -22,8 +22,8 @@ from flowcodec.eval.metrics import psnr_yuv
 from flowcodec.motion import available
 
 QUALITIES = range(1, OPTIONS_QUALITIES + 1)
-SUMMARY = re.compile(r"encoded (\d+) frames (\d+)x(\d+) q(\d) \S+: (\d+) bytes, ([0-9.]+) bpp, "
-                     r"PSNR-YUV ([0-9.]+) dB")
+SUMMARY = re.compile(r"encoded (\d+) frames (\d+)x(\d+) quality (\d) \S+: (\d+) bytes, ([0-9.]+) bpp, "
+                     r"[0-9.]+ kbit/s, PSNR-YUV ([0-9.]+) dB")
 
 
 def _bytes(path):
@@ -34,7 +34,7 @@ def _bytes(path):
 def _frame_types(fcb):
     with open(fcb, "rb") as f:
         r = Reader(f)
-        return [t for t, _ in r], r.header
+        return [t for t, _, _ in r], r.header
 
 
 def _encode(src, dst, weights, *extra, recon=None):
@@ -124,7 +124,7 @@ def test_quality_ladder_is_ordered(ladder):
     first = read_y4m(src)[0]
     for q in QUALITIES:
         with open(out[q]["fcb"], "rb") as f:
-            intra_bytes.append(sum(len(p) for t, p in Reader(f) if t == FrameType.INTRA_HEVC))
+            intra_bytes.append(sum(len(p) for t, p, _ in Reader(f) if t == FrameType.INTRA_HEVC))
         psnr0.append(psnr_yuv(first, read_y4m(out[q]["rec"])[0])["yuv"])
     assert all(a < b for a, b in zip(intra_bytes, intra_bytes[1:])), intra_bytes
     assert all(a < b for a, b in zip(psnr0, psnr0[1:])), psnr0
@@ -183,7 +183,7 @@ def test_intra_period_default_33_frames(tmp_path, weights):
     _encode(src, fcb, weights, recon=rec)
     rc, out, err = cli("info", fcb, "--frames")
     assert rc == 0, err
-    types = re.findall(r"^frame\s+(\d+)\s+(\w+)\s+(\d+) bytes  (.*)$", out, re.M)
+    types = re.findall(r"^frame\s+(\d+)\s+(\w+)\s+q3\s+(\d+) bytes  (.*)$", out, re.M)  # quality 3 each
     assert [int(i) for i, _, _, _ in types] == list(range(33))
     assert [t for _, t, _, _ in types] == ["INTRA_HEVC"] + ["INTER"] * 31 + ["INTRA_HEVC"]
     assert "intra period 32" in out
@@ -320,7 +320,7 @@ def test_auto_intra_keeps_the_lower_rd_cost(monkeypatch):
     assert options[FrameType.INTRA_HEVC][1] != options[FrameType.INTRA_LEARNED][1]
     chosen = []
     for lam, pick in ((0.0, lambda o: o[0]), (1e12, lambda o: o[1])):
-        monkeypatch.setattr(encoder, "LAMBDAS", (lam,) * 6)
+        monkeypatch.setattr(encoder, "lam", lambda quality, lam=lam: lam)
         expected = min(options, key=lambda t: pick(options[t]))
         chosen.append(encoder.SequenceEncoder(model, 64, 48, 3, intra_mode="auto").encode(frame)[0])
         assert chosen[-1] == expected
@@ -365,7 +365,7 @@ def test_still_clip_p_frames_are_nearly_free(tmp_path, weights):
     frames = read_y4m(rec)
     assert all(all(np.array_equal(a, b) for a, b in zip(frames[0], f)) for f in frames[1:])
     with open(fcb, "rb") as f:
-        sizes = [len(p) for t, p in Reader(f) if t == FrameType.INTER]
+        sizes = [len(p) for t, p, _ in Reader(f) if t == FrameType.INTER]
     assert len(sizes) == 3 and max(sizes) <= 16, sizes
 
 
@@ -433,9 +433,9 @@ def test_motion_predictors_round_trip(tmp_path, motion):
     assert _bytes(dec) == _bytes(rec)
     with open(fcb, "rb") as f:
         records = list(Reader(f))
-    types = [t for t, _ in records]
+    types = [t for t, _, _ in records]
     assert [i for i, t in enumerate(types) if t != FrameType.INTER] == [0, 8, 16]
-    streams = {tuple(payload_unpack(p)[0]) for t, p in records if t == FrameType.INTER}
+    streams = {tuple(payload_unpack(p)[0]) for t, p, _ in records if t == FrameType.INTER}
     # a module's own sub-stream is left out when empty (decomposed without a global model)
     assert streams <= {("motion", "residual"), ("motion", "residual", "global")}, streams
     assert motion == "decomposed" or ("motion", "residual", "global") not in streams

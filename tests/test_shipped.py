@@ -70,12 +70,12 @@ def test_adaptive_intra_at_a_scene_cut(clip, adaptive):
     cut = [tuple(255 - p for p in f) for f in frames[:3]]
     model, _ = load(weights_path("pyramid"))
     enc = SequenceEncoder(model, info.width, info.height, 3, intra_period=4, adaptive_intra=adaptive)
-    dec = SequenceDecoder(model, info.width, info.height, 3)
+    dec = SequenceDecoder(model, info.width, info.height)
     types = []
     for f in frames[:3] + cut + frames[:2]:
         ftype, payload, recon = enc.encode(f)
         types.append(ftype)
-        assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload), recon))
+        assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload, 3), recon))
     intra = [i for i, t in enumerate(types) if t != FrameType.INTER]
     assert intra == ([0, 3, 6] if adaptive else [0, 4])
 
@@ -129,13 +129,13 @@ def test_decomposed_codes_a_camera_pan_as_global_motion(clip):
             Params.last = super().integers(values, scales, tag)
             return Params.last
 
-    dec = SequenceDecoder(model, 128, 96, 4)
+    dec = SequenceDecoder(model, 128, 96)
     dec.coder = Params
     errors = []
     for t, f in enumerate(to_frame(packed[i:i + 1], 128, 96) for i in range(len(packed))):
         ftype, payload, recon = enc.encode(f)
         Params.last = None
-        assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload), recon))
+        assert all(np.array_equal(a, b) for a, b in zip(dec.decode(ftype, payload, 4), recon))
         if t and "global" in payload_unpack(payload)[0]:
             field = global_field(Params.last, (96, 128), (128, 96))[0]
             errors.append((field - truth[t - 1]).mean((1, 2)).abs().max().item())
@@ -151,11 +151,11 @@ def test_slow_preset_searches_latents_to_a_lower_cost(clip):
     costs = {}
     for preset in ("medium", "slow"):
         enc = SequenceEncoder(model, info.width, info.height, 4, adaptive_intra=False, preset=preset)
-        dec = SequenceDecoder(model, info.width, info.height, 4)
+        dec = SequenceDecoder(model, info.width, info.height)
         costs[preset] = []
         for f in frames:
             ftype, payload, recon = enc.encode(f)
-            assert all(np.array_equal(a, b) for a, b in zip(recon, dec.decode(ftype, payload)))
+            assert all(np.array_equal(a, b) for a, b in zip(recon, dec.decode(ftype, payload, 4)))
             if ftype == FrameType.INTER:
                 costs[preset].append(enc._cost(f, (ftype, payload, enc.state)))
     assert len(costs["slow"]) == 3

@@ -194,7 +194,7 @@ def test_torchrun_two_processes(data_root, tmp_path):
     assert os.path.exists(export)
     from flowcodec.codec.model import load
     model, digest = load(export)
-    assert model.model_id == "pyramid-v5" and len(digest) == 8
+    assert model.model_id == "pyramid-v6" and len(digest) == 8
     log = _log(run)  # rank 0 alone writes the log
     assert [r["step"] for r in log] == [1, 2] and [r["stage"] for r in log] == ["flow", "joint"]
     from safetensors import safe_open

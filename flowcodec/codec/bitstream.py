@@ -11,12 +11,13 @@ import struct
 import zlib
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 from flowcodec.errors import BitstreamError
+from flowcodec.codec.options import QUALITY_STEPS, quality_steps
 
 MAGIC = b"FCDC"
-VERSION = 5
+VERSION = 6
 STREAMS = ("intra", "motion", "residual", "global")
 """Sub-stream tags; a payload stores each as its index here (docs/bitstream.md, "Sub-streams")."""
 MONOCHROME = 0x01
@@ -35,7 +36,7 @@ HASH_LEN = 8
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header_len
 _FIELDS = struct.Struct("<HHIIIHBBB")  # width .. flags, model_id length
 _U32 = struct.Struct("<I")
-_RECORD = struct.Struct("<BII")  # frame type, payload length, record CRC
+_RECORD = struct.Struct("<BBII")  # frame type, quality (in 1/QUALITY_STEPS), payload length, record CRC
 _MIN_HEADER_LEN = _FIELDS.size + HASH_LEN  # with an empty model id
 _CHUNK = 2**20  # payloads are read in pieces no larger than this
 _VARINT_BYTES = 4  # sub-stream lengths: 28 bits, enough for MAX_PAYLOAD
@@ -49,6 +50,23 @@ class FrameType(IntEnum):
     INTER = 2
 
 
+class Record(NamedTuple):
+    """One frame record: how its payload was coded, the payload, and the quality it was coded at."""
+
+    type: FrameType
+    payload: bytes
+    quality: float
+
+
+def _check_quality(quality: float, what: str) -> int:
+    """``quality`` as stored (steps of 1/QUALITY_STEPS, 1 byte); BitstreamError unless it is a step from 1 up."""
+    steps = quality_steps(quality)
+    if not (QUALITY_STEPS <= steps <= 0xFF and steps == quality * QUALITY_STEPS):
+        raise BitstreamError(f"invalid {what} quality {quality} (a multiple of 1/{QUALITY_STEPS} from 1 "
+                             f"to {0xFF / QUALITY_STEPS})")
+    return steps
+
+
 @dataclass
 class Header:
     """Stream-level parameters stored once at the start of a file."""
@@ -59,7 +77,7 @@ class Header:
     fps_den: int
     frame_count: int
     intra_period: int
-    quality: int
+    quality: float  # the constant quality asked for; 0 where a rate control chose each frame's
     model_id: str
     weights_hash: bytes
     flags: int = 0
@@ -79,8 +97,8 @@ class Header:
             raise BitstreamError(f"invalid frame count {self.frame_count}")
         if not 0 < self.intra_period <= 0xFFFF:
             raise BitstreamError(f"invalid intra period {self.intra_period}")
-        if not 0 <= self.quality <= 0xFF:
-            raise BitstreamError(f"invalid quality {self.quality}")
+        if self.quality != 0:
+            _check_quality(self.quality, "header")
         if self.flags & ~FLAGS:
             raise BitstreamError(f"unknown header flags 0x{self.flags:02x}")
         mid = self.model_id
@@ -95,7 +113,7 @@ class Header:
         mid = self.model_id.encode("ascii")
         fields = _FIELDS.pack(
             self.width, self.height, self.fps_num, self.fps_den, self.frame_count,
-            self.intra_period, self.quality, self.flags, len(mid),
+            self.intra_period, quality_steps(self.quality), self.flags, len(mid),
         ) + mid + self.weights_hash
         head = _PREFIX.pack(MAGIC, VERSION, len(fields)) + fields
         return head + _U32.pack(zlib.crc32(head))
@@ -111,15 +129,15 @@ class Header:
         if not all(0x20 <= b <= 0x7E for b in mid):
             raise BitstreamError("invalid model id (not printable ASCII)")
         header = cls(width, height, fps_num, fps_den, frame_count, intra_period,
-                     quality, mid.decode("ascii"), fields[-HASH_LEN:], flags)
+                     quality / QUALITY_STEPS, mid.decode("ascii"), fields[-HASH_LEN:], flags)
         header.validate()
         return header
 
 
-def _record_crc(ftype: int, payload: bytes) -> int:
-    """CRC32 over frame type, payload length and payload, so a flipped type
-    or length is caught as surely as a flipped payload byte."""
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<BI", ftype, len(payload))))
+def _record_crc(ftype: int, steps: int, payload: bytes) -> int:
+    """CRC32 over frame type, quality, payload length and payload, so a flipped
+    type, quality or length is caught as surely as a flipped payload byte."""
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<BBI", ftype, steps, len(payload))))
 
 
 def _seekable(fileobj: BinaryIO) -> bool:
@@ -149,8 +167,8 @@ class Writer:
         self._file.write(data)
         self.bytes_written += len(data)
 
-    def write_frame(self, ftype: FrameType, payload: bytes) -> None:
-        """Append one frame record (ValueError for a type not in FrameType)."""
+    def write_frame(self, ftype: FrameType, payload: bytes, quality: float) -> None:
+        """Append one frame record, coded at ``quality`` (ValueError for a type not in FrameType)."""
         if self._closed:
             raise BitstreamError("write to a closed bitstream writer")
         ftype = FrameType(ftype)
@@ -159,8 +177,9 @@ class Writer:
         count = self.header.frame_count
         if count != UNKNOWN_FRAMES and self.frames_written >= count:
             raise BitstreamError(f"header declares {count} frames, cannot write more")
+        steps = _check_quality(quality, "frame")
         payload = bytes(payload)
-        self._write(_RECORD.pack(ftype, len(payload), _record_crc(ftype, payload)))
+        self._write(_RECORD.pack(ftype, steps, len(payload), _record_crc(ftype, steps, payload)))
         self._write(payload)
         self.frames_written += 1
 
@@ -195,7 +214,7 @@ class Writer:
 
 
 class Reader:
-    """Reads and validates a header, then yields ``(FrameType, payload)``.
+    """Reads and validates a header, then yields ``Record``s (type, payload, quality).
 
     ``expected_model_id`` / ``expected_hash`` bind the file to the decoder's
     weights: a mismatch is refused up front rather than decoded to garbage.
@@ -265,7 +284,7 @@ class Reader:
             raise BitstreamError("corrupted header (CRC mismatch)")
         return Header.unpack_fields(fields)
 
-    def __iter__(self) -> Iterator[tuple[FrameType, bytes]]:
+    def __iter__(self) -> Iterator[Record]:
         count = self.header.frame_count
         while True:
             i = self.frames_read
@@ -280,7 +299,7 @@ class Reader:
             self.frames_read += 1
             yield record
 
-    def _read_record(self, i: int) -> tuple[FrameType, bytes] | None:
+    def _read_record(self, i: int) -> Record | None:
         """Read and check record i. Returns None at a clean EOF, which ends
         the stream only when frame_count is unknown."""
         head = self._read(_RECORD.size)
@@ -291,9 +310,11 @@ class Reader:
                                  f"{self.header.frame_count} frames, found {i}")
         if len(head) < _RECORD.size:
             raise BitstreamError(f"truncated bitstream: frame {i} record header is incomplete")
-        ftype, length, crc = _RECORD.unpack(head)
+        ftype, steps, length, crc = _RECORD.unpack(head)
         if ftype not in FrameType._value2member_map_:
             raise BitstreamError(f"corrupted frame {i} (unknown frame type {ftype})")
+        if steps < QUALITY_STEPS:
+            raise BitstreamError(f"corrupted frame {i} (quality {steps}/{QUALITY_STEPS} is below 1)")
         if length > MAX_PAYLOAD:
             raise BitstreamError(f"corrupted frame {i} (payload length {length} "
                                  f"exceeds {MAX_PAYLOAD})")
@@ -304,9 +325,9 @@ class Reader:
         if len(payload) < length:
             raise BitstreamError(f"truncated bitstream: frame {i} has {len(payload)} "
                                  f"of {length} payload bytes")
-        if _record_crc(ftype, payload) != crc:
+        if _record_crc(ftype, steps, payload) != crc:
             raise BitstreamError(f"corrupted frame {i} (CRC mismatch)")
-        return FrameType(ftype), payload
+        return Record(FrameType(ftype), payload, steps / QUALITY_STEPS)
 
 
 def _varint(n: int) -> bytes:

@@ -18,11 +18,9 @@ from .hevc import decode_intra
 class SequenceDecoder:
     coder = Decode  # reads learned payloads; analysis substitutes a subclass that also measures the bits
 
-    def __init__(self, model, width: int, height: int, quality: int, mono: bool = False):
-        if not 1 <= quality <= model.levels:
-            raise BitstreamError(f"quality {quality} is not a level of this model (1..{model.levels})")
+    def __init__(self, model, width: int, height: int, mono: bool = False):
         self.model, self.width, self.height, self.mono = model, width, height, mono
-        self.level = quality - 1
+        self.level = None  # quality index of the frame being coded: its quality - 1 (fractional between levels)
         wp, hp = padded_size(width, height)
         self.packed = (hp // 2, wp // 2)  # size of the packed frame tensors
         self.state = None  # DecodedPictures; None until the first intra frame
@@ -31,7 +29,7 @@ class SequenceDecoder:
     @classmethod
     def for_header(cls, model, header):
         """The decoder of a stream with this header (``bitstream.Header``)."""
-        return cls(model, header.width, header.height, header.quality, bool(header.flags & MONOCHROME))
+        return cls(model, header.width, header.height, bool(header.flags & MONOCHROME))
 
     def _intra_state(self, x_hat):
         """The state after an intra frame whose (padded, packed) reconstruction is ``x_hat``."""
@@ -52,8 +50,16 @@ class SequenceDecoder:
         coder.finish()
         return coder, out
 
+    def _at(self, quality: float):
+        """Code the next frame at ``quality`` (1 … the model's levels, any step between)."""
+        if not 1 <= quality <= self.model.levels:
+            raise BitstreamError(f"quality {quality} is outside this model's range (1..{self.model.levels})")
+        self.level = quality - 1
+
     @exact()
-    def decode(self, ftype: FrameType, payload: bytes):
+    def decode(self, ftype: FrameType, payload: bytes, quality: float):
+        """The frame of a record (``bitstream.Record``: type, payload, quality) as 8-bit planes."""
+        self._at(quality)
         if ftype == FrameType.INTRA_HEVC:
             frame = decode_intra(payload, self.width, self.height)
             return self._accept(self._intra_state(to_tensor(frame, self.width, self.height)))

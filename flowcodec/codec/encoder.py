@@ -46,7 +46,7 @@ from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, MERGE, MODES, PREDICT, SKIP
-from .options import INTRA_MODES, INTRA_QP, LAMBDAS, PRESETS
+from .options import INTRA_MODES, PRESETS, QUALITY_STEPS, intra_qp, lam, quality_steps
 from .search import Nudged, relaxed_state, search
 
 INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + λ·D is tried as intra too
@@ -107,7 +107,8 @@ class _Measured(Nudged, Encode):
 class SequenceEncoder(SequenceDecoder):
     def __init__(self, model, width, height, quality, intra_period=32, intra_mode="hevc", adaptive_intra=True,
                  mono=False, preset="medium"):
-        super().__init__(model, width, height, quality, mono)
+        super().__init__(model, width, height, mono)
+        self.quality = quality  # of every frame that ``encode`` is not given another for
         if intra_mode not in INTRA_MODES:
             raise ValueError(f"intra mode must be one of {INTRA_MODES}")
         if preset not in PRESETS:
@@ -128,7 +129,7 @@ class SequenceEncoder(SequenceDecoder):
         each map; keep the coding (all blocks coded included) of least real R + λ·D. The preset trims
         (fast: the default predictor, no merge pass) or extends (slow, veryslow: a latent search on the
         kept coding, ``search.py``) this. Returns (payload, state after the frame)."""
-        lam = LAMBDAS[self.level]
+        lam = self.lam
         estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
         usable = self.model.inter.motion.usable(self.state)
@@ -180,12 +181,12 @@ class SequenceEncoder(SequenceDecoder):
         returns ((frame type, payload, state after the frame), its R + λ·D)."""
         options, size = [], (self.width, self.height)
         if self.intra_mode != "learned":
-            payload = encode_intra(frame, INTRA_QP[self.level])
+            payload = encode_intra(frame, intra_qp(self.level + 1))
             recon = to_tensor(decode_intra(payload, *size), *size)
             options.append((FrameType.INTRA_HEVC, payload, self._intra_state(recon)))
         if self.intra_mode != "hevc":
             x = to_tensor(frame, *size)
-            x32, lam = x.float(), LAMBDAS[self.level]
+            x32, lam = x.float(), self.lam
             offsets = {} if not SEARCH[self.preset][0] else search(
                 lambda c: self.model.intra(x32, self.level, c), lambda y: lam * block_sse(y, x32, self.valid).sum(),
                 *SEARCH[self.preset])
@@ -198,13 +199,20 @@ class SequenceEncoder(SequenceDecoder):
 
     def _cost(self, frame, option):
         """R + λ·D of a coded option (frame type, payload, state after the frame)."""
-        return rd_cost(frame, to_frame(option[2].ref, self.width, self.height), len(option[1]),
-                       LAMBDAS[self.level])
+        return rd_cost(frame, to_frame(option[2].ref, self.width, self.height), len(option[1]), self.lam)
+
+    def _at(self, quality):
+        if quality_steps(quality) != quality * QUALITY_STEPS:  # the decoder reads it in these steps
+            raise ValueError(f"quality {quality} is not a multiple of 1/{QUALITY_STEPS}")
+        super()._at(quality)
+        self.lam = lam(quality)  # of the rate-distortion cost R + λ·D that every decision minimises
 
     @exact()
-    def encode(self, frame):
-        """Code one 8-bit 4:2:0 frame; return (frame type, payload, reconstruction). In a monochrome
-        stream the frame's chroma is taken as gray."""
+    def encode(self, frame, quality: float | None = None):
+        """Code one 8-bit 4:2:0 frame at ``quality`` (default: the encoder's; a multiple of
+        ``options.QUALITY_STEPS``'s inverse, as the frame record stores it); return (frame type,
+        payload, reconstruction). In a monochrome stream the frame's chroma is taken as gray."""
+        self._at(self.quality if quality is None else quality)
         if self.mono:
             frame = (frame[0], *(np.full_like(c, 128) for c in frame[1:]))
         if self.since_intra % self.intra_period == 0:

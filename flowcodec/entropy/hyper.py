@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from .models import FactorizedPrior, GaussianConditional
-from ..layers import GDN, conv, deconv
+from ..layers import GDN, conv, deconv, exact
 
 STRIDE = 8  # g_a downsamples by 8, h_a by a further 4
 
@@ -35,14 +35,24 @@ class HyperCodec(nn.Module):
 
     @staticmethod
     def _pick(table: torch.Tensor, q) -> torch.Tensor:
-        """Gain vector(s) for quality index q: an int, a float (interpolated), or a (B,) tensor."""
+        """Gain vector(s) for quality index q: an int, a float (interpolated), or a (B,) tensor.
+
+        A level itself is its row. Between levels the rows are interpolated geometrically; inside
+        ``exact()`` with exp and log from basic operations (``layers.exact``), since a library pow
+        rounds differently from machine to machine and these gains scale the coded latents."""
         q = torch.as_tensor(q, dtype=torch.float32, device=table.device).clamp(0, table.shape[0] - 1).reshape(-1)
         lo = q.floor().long()
         hi = (lo + 1).clamp(max=table.shape[0] - 1)
         t = (q - lo.float())[:, None]
         g = table[lo].abs().clamp_min(1e-4)
-        if t.any():  # a level itself is its row, with no pow (whose rounding varies by machine)
-            g = g ** (1 - t) * table[hi].abs().clamp_min(1e-4) ** t
+        if t.any():
+            g_hi = table[hi].abs().clamp_min(1e-4)
+            if exact.active():
+                t = t.double().numpy()
+                mix = (1 - t) * exact.log(g.double().numpy()) + t * exact.log(g_hi.double().numpy())
+                g = torch.from_numpy(exact.exp(mix))
+            else:
+                g = g ** (1 - t) * g_hi ** t
         return g[:, :, None, None]
 
     def forward(self, x, q, coder, tag: str, size, skip=None):

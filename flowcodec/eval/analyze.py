@@ -189,15 +189,15 @@ def analyze(reader, model, out, source=None):
     dec = _Decoder.for_header(model, h)
     rows = []
     try:
-        for i, (ftype, payload) in enumerate(reader):
-            frame = dec.decode(ftype, payload)
+        for i, (ftype, payload, quality) in enumerate(reader):
+            frame = dec.decode(ftype, payload, quality)
             frame_src = None
             if src is not None:
                 frame_src = next(src, None)
                 if frame_src is None:
                     raise FlowcodecError(f"source has only {i} frames, the bitstream more")
                 frame_src = to_8bit(frame_src, src.info.bitdepth)
-            rate = {"type": ftype.name, "bytes": len(payload),
+            rate = {"type": ftype.name, "quality": quality, "bytes": len(payload),
                     **{f"{tag}_bytes": n for tag, n in stream_sizes(ftype, payload).items()}}
             row = {"i": i, "rate": rate, "psnr": _psnr(frame_src, frame)}
             if ftype == FrameType.INTER:
@@ -225,7 +225,7 @@ def _page(h, rows, source):
     cells = []
     for r in rows:
         rate, files, info = r["rate"], r.get("files", {}), r.get("info")
-        text = f"<b>{r['i']}</b> {rate['type']}<br>{rate['bytes']} B"
+        text = f"<b>{r['i']}</b> {rate['type']}<br>quality {rate['quality']:g}<br>{rate['bytes']} B"
         if info:
             text += "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
                             for tag in TAGS)
@@ -239,7 +239,7 @@ def _page(h, rows, source):
     return f"""<!doctype html><meta charset="utf-8"><title>flowcodec analyze</title>
 <style>body{{font:13px sans-serif}} td{{vertical-align:top;padding:3px}} img{{max-width:300px}}</style>
 <h2>flowcodec bitstream analysis</h2>
-<p>model {html.escape(h.model_id)}, {h.width}x{h.height}, quality {h.quality}, intra period
+<p>model {html.escape(h.model_id)}, {h.width}x{h.height}, quality {f'{h.quality:g}' if h.quality else 'per frame'}, intra period
 {h.intra_period}, {len(rows)} frames, {total} payload bytes ({bpp:.4f} bpp without container).
 Source: {src}.</p>
 <p><img src="bits.png"></p>

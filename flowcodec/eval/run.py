@@ -143,7 +143,7 @@ def frame_bits(path):
     """Model id and per-frame ``payload_bytes`` of a .fcb (the rest of the file is container overhead)."""
     with open(path, "rb") as f:
         reader = Reader(f)
-        frames = [payload_bytes(ftype, payload) for ftype, payload in reader]
+        frames = [payload_bytes(ftype, payload) for ftype, payload, _ in reader]
     return reader.header.model_id, frames
 
 

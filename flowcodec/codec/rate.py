@@ -1,0 +1,78 @@
+"""One-pass rate control (``--bitrate``): each frame's quality chosen so that the stream meets an
+average bit rate, with no second pass and no look-ahead, as x264's and x265's ABR mode does.
+
+The model: a frame of kind k (intra or inter) coded at quality q costs c_k · 2^(SLOPE · q) bits, where
+c_k, the kind's complexity, is re-estimated from every frame coded (a running mean in the log domain,
+so one odd frame moves it only part of the way). Each frame is allotted a share of the target: at one
+quality an intra frame costs r = c_intra / c_inter times a P-frame, so with an intra frame every N
+frames an intra frame's share is r·N/(r + N − 1) frames' worth of the target and a P-frame's
+N/(r + N − 1) (over a stream of known length, the shares of its intra schedule instead, summing to its
+target exactly). A frame's quality is the one at which its predicted bits equal its share minus
+1/``HORIZON`` of what the stream has spent beyond the shares so far (over the last frames of a stream
+of known length, all of it), so a misjudged frame is repaid over the next frames and every frame of a
+stable scene gets about the same quality, intra frames included. An intra frame the encoder adds
+itself (adaptive intra, at a scene cut) gets an intra frame's share. The quality moves by at most
+``MAX_STEP`` from one frame to the next, so it does not flicker, and stays on the grid that a frame
+record stores (``options.QUALITY_STEPS``).
+"""
+import math
+
+from .options import QUALITIES, QUALITY_STEPS
+
+SLOPE = 0.5  # log2 of a frame's bits gained per quality level (shipped pyramid, bundled clip: 0.3–0.65)
+HORIZON = 16  # frames over which the controller repays over- or underspending
+MAX_STEP = 1.0  # most the quality moves from one frame to the next
+FIRST_BPP = {"intra": 0.25, "inter": 0.03}  # bits per pixel at quality 1 assumed before a frame is seen
+MEMORY = {"intra": 0.5, "inter": 0.3}  # weight of a kind's newest frame in its complexity (after its first)
+
+
+class RateControl:
+    """Chooses each frame's quality for an average of ``kbps`` kilobits per second at ``fps`` frames
+    per second. ``frames``: how many frames the stream will have, if known (the last frames then meet
+    the target exactly, as far as the quality range allows)."""
+
+    def __init__(self, kbps: float, fps: float, width: int, height: int, intra_period: int,
+                 frames: int | None = None):
+        if not (kbps > 0 and fps > 0):
+            raise ValueError("bit rate and frame rate must be positive")
+        self.frame_bits = 1000 * kbps / fps
+        self.period, self.frames = intra_period, frames
+        self.complexity = {k: math.log2(bpp * width * height) - SLOPE for k, bpp in FIRST_BPP.items()}
+        self.spent, self.allotted, self.coded, self.last, self.seen = 0, 0.0, 0, None, set()
+        self.share = 0.0  # the target's bits allotted to the frame being coded
+
+    def quality(self, since_intra: int) -> float:
+        """The next frame's quality, given how many frames were coded since the last intra frame (0:
+        the next one is an intra frame)."""
+        kind = "intra" if since_intra % self.period == 0 else "inter"
+        r = 2 ** (self.complexity["intra"] - self.complexity["inter"])  # an intra frame in P-frames
+        weight = r if kind == "intra" else 1.0
+        if self.frames is None:  # a share of each intra period's target; the overspending repaid
+            if kind == "intra":  # an intra period's shares add up to its target: start again from there
+                self.allotted = self.coded * self.frame_bits
+            self.share = self.frame_bits * self.period / (r + self.period - 1) * weight
+            want = self.share - (self.spent - self.allotted) / HORIZON
+        else:  # what is left of the stream's target, by weight over the frames left
+            left = max(1, self.frames - self.coded)
+            intra = sum((since_intra + j) % self.period == 0 for j in range(left))
+            self.share = (self.frames * self.frame_bits - self.spent) * weight / (r * intra + left - intra)
+            want = self.share
+        q = (math.log2(max(want, self.frame_bits * weight / 8)) - self.complexity[kind]) / SLOPE
+        if self.last is not None:
+            q = min(max(q, self.last - MAX_STEP), self.last + MAX_STEP)
+        q = min(max(q, 1.0), float(QUALITIES))
+        return round(q * QUALITY_STEPS) / QUALITY_STEPS
+
+    def update(self, intra: bool, bits: int, quality: float):
+        """Account a coded frame: its kind, size in bits and quality. The first frame of a kind replaces
+        that kind's assumed complexity, and moves the other kind's by as much while it is unseen."""
+        kind, other = ("intra", "inter") if intra else ("inter", "intra")
+        step = math.log2(max(bits, 1)) - SLOPE * quality - self.complexity[kind]
+        self.complexity[kind] += step * (MEMORY[kind] if kind in self.seen else 1.0)
+        if other not in self.seen:
+            self.complexity[other] += step
+        self.seen.add(kind)
+        self.spent += bits
+        self.allotted += self.share
+        self.coded += 1
+        self.last = quality
