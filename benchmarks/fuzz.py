@@ -52,13 +52,12 @@ from collections import Counter
 import numpy as np
 import torch
 
-import flowcodec
 from flowcodec import api, cli
 from flowcodec.codec.bitstream import (_PREFIX, _RECORD, _U32, FrameType, _record_crc, _varint, payload_pack,
                                        payload_unpack)
-from flowcodec.io import VideoInfo, Y4MWriter, open_video
+from flowcodec.io import BUNDLED_CLIP, VideoInfo, Y4MWriter, open_video
 
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 SIZE = (72, 40)  # of the seed clip: two 64x64 blocks once padded, so P-frames can mix block modes
 CLASSES = ("clean error", "accepted", "traceback", "hang", "crash", "memory")
 FAILURES = CLASSES[2:]

@@ -8,21 +8,19 @@ quality, as x265's I/P QP offset does). Prints the table and the suggested ``INT
     python benchmarks/intra_qp.py [--motion pyramid] [--weights W] [--margin 0.5]
 """
 import argparse
-import os
 
 import numpy as np
 import torch
 
-import flowcodec
 from flowcodec.codec.bitstream import FrameType
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.codec.hevc import decode_intra, encode_intra
 from flowcodec.codec.model import load, weights_path
 from flowcodec.codec.options import INTRA_QP
 from flowcodec.eval.metrics import psnr_yuv
-from flowcodec.io import open_video
+from flowcodec.io import BUNDLED_CLIP, open_video
 
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 
 
 def main():

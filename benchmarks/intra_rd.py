@@ -14,16 +14,15 @@ import os
 import numpy as np
 import torch
 
-import flowcodec
 from flowcodec.codec.bitstream import FrameType
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.codec.hevc import decode_intra, encode_intra
 from flowcodec.codec.model import load, weights_path
 from flowcodec.codec.options import LAMBDAS
 from flowcodec.eval.metrics import bd_rate, psnr_yuv
-from flowcodec.io import open_video
+from flowcodec.io import BUNDLED_CLIP, open_video
 
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 QPS = range(20, 51, 3)
 
 

@@ -51,7 +51,7 @@ def main():
             table.setdefault(name, {})[preset] = {"curve": points, "sec_per_frame": secs}
             print(name, preset, [(round(b, 4), round(p, 2)) for b, p in points], f"{secs:.2f} s/frame",
                   flush=True)
-    print(f"\n| preset | " + " | ".join(val) + " | mean BD-rate vs medium | encode s/frame (× medium) |")
+    print("\n| preset | " + " | ".join(val) + " | mean BD-rate vs medium | encode s/frame (× medium) |")
     print("|---" * (len(val) + 3) + "|")
     for preset in a.presets:
         bd = [bd_rate(*zip(*table[n]["medium"]["curve"]), *zip(*table[n][preset]["curve"])) for n in val]

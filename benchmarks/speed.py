@@ -34,9 +34,9 @@ import time
 import imageio_ffmpeg
 
 from flowcodec.eval.anchors import ANCHORS
-from flowcodec.io import open_video
+from flowcodec.io import BUNDLED_CLIP, open_video
 
-BUNDLED = os.path.join(os.path.dirname(__file__), "..", "flowcodec", "data", "vtest_192x144_33.y4m")
+BUNDLED = BUNDLED_CLIP
 GIB = 2**30
 DECODE_FPS = {"384x288": 25, "1920x1080": 2}  # decode targets per size (whole process, 2 threads)
 FLAT_GROWTH = 1.10  # "flat": peak memory at 2N frames at most 10% above the peak at N frames

@@ -17,14 +17,13 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
-import flowcodec
 from flowcodec.codec.encoder import SequenceEncoder
 from flowcodec.codec.model import load, weights_path
 from flowcodec.codec.options import INTRA_QP
 from flowcodec.eval.anchors import run_anchor
-from flowcodec.io import VideoInfo, Y4MWriter, open_video
+from flowcodec.io import BUNDLED_CLIP, VideoInfo, Y4MWriter, open_video
 
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 
 
 def packet_bytes(stream: str) -> list[int]:

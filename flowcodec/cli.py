@@ -1,4 +1,4 @@
-"""Command line: ``flowcodec encode | decode | info | demo | eval | analyze | train | data``.
+"""Command line: ``flowcodec encode | decode | info | demo | eval | compare | analyze | train | data``.
 
 Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr, exit status 1.
 """
@@ -145,9 +145,9 @@ def _demo(a):
     import subprocess
     import tempfile
     from .eval.metrics import psnr_yuv
-    from .io import open_video
+    from .io import BUNDLED_CLIP, open_video
 
-    clip = os.path.join(os.path.dirname(__file__), "data", "vtest_192x144_33.y4m")
+    clip = BUNDLED_CLIP
     run = lambda *args: subprocess.run([sys.executable, "-m", "flowcodec.cli", *args, "-q"],
                                        capture_output=True, text=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,6 +188,14 @@ def _eval(a):
     evaluate(a.clips, a.out, a.motion or available(), a.qualities, anchors, a.frames, a.intra_period,
              a.weights, a.threads, intra=a.intra, resume=a.resume, adaptive_intra=a.adaptive_intra,
              preset=a.preset)
+
+
+def _compare(a):
+    from .eval.compare import compare, markdown
+    from .motion import available
+    result = compare(a.clips, a.out, a.motion or available(), a.qualities, a.frames, a.source,
+                     a.property_frames, a.threads, a.weights)
+    print(markdown(result) + f"\nwritten to {a.out}")
 
 
 def _analyze(a):
@@ -254,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-pixels", type=_pixels, default=MAX_PIXELS, help=MAX_PIXELS_HELP)
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(func=_decode)
+
+    c = sub.add_parser("compare", help="every motion approach side by side (EVAL.md): BD-rates, motion share, "
+                       "compensation PSNR, speed, size, and robustness on clips rendered from one source")
+    c.add_argument("clips", nargs="*", help="y4m clips (8-bit 4:2:0)")
+    c.add_argument("--motion", nargs="+", help="motion approaches (default: all seven)")
+    c.add_argument("--qualities", type=int, nargs="+", default=[1, 3, 5, 7], help="at least 4 (BD-rate)")
+    c.add_argument("--frames", type=int, help="code only the first N frames of each clip (default: all)")
+    c.add_argument("--source", help="clip the property clips are rendered from (default: the first clip)")
+    c.add_argument("--property-frames", type=int, default=9, help="frames of each property clip")
+    c.add_argument("--weights", help="folder of <motion>.safetensors (default: the shipped weights)")
+    c.add_argument("--threads", type=_threads, default=1)
+    c.add_argument("--out", default="compare", help="output folder (a stopped run resumes there)")
+    c.set_defaults(func=_compare)
 
     i = sub.add_parser("info", help="print a bitstream's header (and frames with --frames)")
     i.add_argument("input")

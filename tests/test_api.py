@@ -31,8 +31,8 @@ def test_encoder_decoder_round_trip_matches_the_cli(tmp_path, weights):
 def test_api_writes_the_cli_stream_of_the_bundled_clip(tmp_path):
     """The shipped weights, the bundled clip: the stream Encoder writes is the CLI's, byte for byte, and
     Decoder returns the CLI's decoded frames."""
-    from flowcodec.io import open_video
-    clip = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+    from flowcodec.io import BUNDLED_CLIP, open_video
+    clip = BUNDLED_CLIP
     p = run_cli("encode", clip, "-o", tmp_path / "cli.fcb", "--frames", "3", "--quality", "5", "--threads", "1", "-q")
     assert p.returncode == 0, p.stderr
     with open_video(clip, frames=3) as src:

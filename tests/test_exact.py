@@ -24,10 +24,11 @@ from flowcodec.entropy.coder import Decode, Encode
 from flowcodec.layers import GDN, exact
 from flowcodec.motion import DecodedPictures, available
 from flowcodec.motion.warp import warp
+from flowcodec.io import BUNDLED_CLIP
 
 from conftest import cli_inproc
 
-CLIP = os.path.join(os.path.dirname(__file__), "..", "flowcodec", "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 
 
 def _integer_conv(x, w, b, stride, padding):

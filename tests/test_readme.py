@@ -14,10 +14,10 @@ import sys
 import imageio_ffmpeg
 import pytest
 
-import flowcodec
+from flowcodec.io import BUNDLED_CLIP
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 FRAMES = 2
 KEPT = {"--recon recon.y4m"}  # optional groups the test keeps
 

@@ -1,11 +1,9 @@
 """Properties of the shipped weights (the product), on the bundled clip."""
-import os
 
 import numpy as np
 import pytest
 import torch
 
-import flowcodec
 from flowcodec.codec.bitstream import FrameType
 from flowcodec.codec.decoder import SequenceDecoder
 from flowcodec.codec.encoder import SequenceEncoder
@@ -14,10 +12,10 @@ from flowcodec.codec.model import load, weights_path
 from flowcodec.motion import DecodedPictures
 from flowcodec.codec.options import LAMBDAS
 from flowcodec.eval.metrics import psnr_yuv
-from flowcodec.io import open_video
+from flowcodec.io import BUNDLED_CLIP, open_video
 from flowcodec.motion import available
 
-CLIP = os.path.join(os.path.dirname(flowcodec.__file__), "data", "vtest_192x144_33.y4m")
+CLIP = BUNDLED_CLIP
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,21 @@ average bit rate, with no second pass and no look-ahead, as x264's and x265's AB
 
 The model: a frame of kind k (intra or inter) coded at quality q costs c_k · 2^(SLOPE · q) bits, where
 c_k, the kind's complexity, is re-estimated from every frame coded (a running mean in the log domain,
-so one odd frame moves it only part of the way). Each frame is allotted a share of the target: at one
-quality an intra frame costs r = c_intra / c_inter times a P-frame, so with an intra frame every N
-frames an intra frame's share is r·N/(r + N − 1) frames' worth of the target and a P-frame's
-N/(r + N − 1) (over a stream of known length, the shares of its intra schedule instead, summing to its
-target exactly). A frame's quality is the one at which its predicted bits equal its share minus
-1/``HORIZON`` of what the stream has spent beyond the shares so far (over the last frames of a stream
-of known length, all of it), so a misjudged frame is repaid over the next frames and every frame of a
-stable scene gets about the same quality, intra frames included. An intra frame the encoder adds
-itself (adaptive intra, at a scene cut) gets an intra frame's share. The quality moves by at most
-``MAX_STEP`` from one frame to the next, so it does not flicker, and stays on the grid that a frame
-record stores (``options.QUALITY_STEPS``).
+so one odd frame moves it only part of the way). At one quality an intra frame thus costs r =
+c_intra / c_inter P-frames, and each frame is given bits by that weight (r for an intra frame, 1 for a
+P-frame), so that every frame of a stable scene gets about the same quality, intra frames included:
+
+* stream length known (the command line reads it from a y4m or yuv file's size): the target's bits
+  not yet spent, split by weight over the frames left, whose periodic intra frames are known — the
+  stream meets its target exactly, as far as the quality range allows;
+* length unknown (a pipe): each intra period's target split by weight over its frames, less
+  1/``HORIZON`` of what the stream has spent beyond those shares so far, so a misjudged frame is
+  repaid over the next ones.
+
+An intra frame the encoder adds itself (adaptive intra, at a scene cut) is not planned: it shows up as
+overspending, which the frames after it repay (or, as the last frames of a stream, cannot). The
+quality moves by at most ``MAX_STEP`` from one frame to the next, so it does not flicker, and stays on
+the grid that a frame record stores (``options.QUALITY_STEPS``).
 """
 import math
 
@@ -38,8 +42,9 @@ class RateControl:
         self.frame_bits = 1000 * kbps / fps
         self.period, self.frames = intra_period, frames
         self.complexity = {k: math.log2(bpp * width * height) - SLOPE for k, bpp in FIRST_BPP.items()}
-        self.spent, self.allotted, self.coded, self.last, self.seen = 0, 0.0, 0, None, set()
-        self.share = 0.0  # the target's bits allotted to the frame being coded
+        self.spent, self.coded, self.last, self.seen = 0, 0, None, set()
+        self.share = 0.0  # the target's bits given to the frame being coded
+        self.allotted = 0.0  # the shares of the frames coded in this intra period and before (length unknown)
 
     def quality(self, since_intra: int) -> float:
         """The next frame's quality, given how many frames were coded since the last intra frame (0:
@@ -54,7 +59,8 @@ class RateControl:
             want = self.share - (self.spent - self.allotted) / HORIZON
         else:  # what is left of the stream's target, by weight over the frames left
             left = max(1, self.frames - self.coded)
-            intra = sum((since_intra + j) % self.period == 0 for j in range(left))
+            first = -since_intra % self.period  # frames until the next periodic intra frame
+            intra = 0 if first >= left else 1 + (left - 1 - first) // self.period
             self.share = (self.frames * self.frame_bits - self.spent) * weight / (r * intra + left - intra)
             want = self.share
         q = (math.log2(max(want, self.frame_bits * weight / 8)) - self.complexity[kind]) / SLOPE

@@ -209,8 +209,9 @@ def _anchor_point(clip, out, name, qp):
 
 def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=None, intra_period=32,
              weights=None, threads=2, log=None, intra="hevc", resume=False, adaptive_intra=True,
-             preset="medium"):
-    """Measure every clip x (anchor x QP, motion x quality) point into results.json, then ``report``.
+             preset="medium", tables=True):
+    """Measure every clip x (anchor x QP, motion x quality) point into results.json, then ``report``
+    (its tables printed unless ``tables`` is False).
 
     results.json is rewritten after every point, so a run that fails or is stopped keeps what it
     measured (``report`` renders it); with ``resume`` the points it already holds (same protocol) are
@@ -253,7 +254,7 @@ def evaluate(clips, out, motions, qualities, anchors=DEFAULT_ANCHORS, frames=Non
                 if todo(clip, motion, f"q{q}"):
                     keep(clip, _flowcodec_point(clip, out, motion, q, intra_period, weights, threads, intra,
                                                 adaptive_intra, preset))
-    report(out)
+    report(out, tables)
 
 
 def _progress(clip, p):
@@ -359,9 +360,9 @@ def _plot(clip, name, path):
     plt.close(fig)
 
 
-def report(out):
-    """From DIR/results.json: print the RD and BD-rate tables; write summary.csv, bdrate.csv,
-    README_table.md and rd_<clip>.png."""
+def report(out, show=True):
+    """From DIR/results.json: print the RD and BD-rate tables (if ``show``); write summary.csv,
+    bdrate.csv, README_table.md and rd_<clip>.png."""
     path = os.path.join(out, "results.json")
     try:
         with open(path) as f:
@@ -384,5 +385,6 @@ def report(out):
             "mean over the clips where it is defined (count in brackets).")
     with open(os.path.join(out, "README_table.md"), "w") as f:
         f.write(f"{note}\n\n{_md_table(rd_head, rd)}\n\n{_md_table(bd_head, bd)}\n")
-    print(f"{_text_table(rd_head, rd)}\n\nBD-rate (flowcodec vs anchor)\n{_text_table(bd_head, bd)}\n\n"
-          f"{note}\nwritten to {out}")
+    if show:
+        print(f"{_text_table(rd_head, rd)}\n\nBD-rate (flowcodec vs anchor)\n{_text_table(bd_head, bd)}\n\n"
+              f"{note}\nwritten to {out}")
