@@ -49,6 +49,8 @@ def test_every_column_is_filled_from_real_files(compared):
         assert all(v is not None for v in row.values()), (m, row)
         assert 0 < row["motion_share"] < 1 and row["decode_fps"] > 0 and 10 < row["compensation_psnr"] < 60
     assert rows["pyramid"]["bd_vs_pyramid"] == 0.0
+    for m, row in rows.items():  # one clip: its means are its rows
+        assert result["summary"][m] == pytest.approx(row, abs=1e-3)
     for m in rows:
         assert set(result["properties"][m]) == set(compare.PROPERTIES)
         assert all(isinstance(v, float) for v in result["properties"][m].values()), result["properties"][m]

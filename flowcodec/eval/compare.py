@@ -177,7 +177,14 @@ def _report(out, motions, qualities, weights):
             seen = _inspect(os.path.join(out, "properties", mid["bitstream"]),
                             os.path.join(out, "properties", clip["source"]), model)
             result["boundary"].setdefault(m, {})[pan] = seen["band_db"]
+    result["summary"] = {m: _mean_row([result["clips"][c][m] for c in result["clips"]]) for m in motions}
     return result
+
+
+def _mean_row(rows):
+    """Each column's mean over the clips where it is defined (BD-rates may not be)."""
+    mean = lambda k: (lambda v: round(float(np.mean(v)), 3) if v else None)([r[k] for r in rows if r[k] is not None])
+    return {k: mean(k) for k in rows[0]}
 
 
 def _conv_counter():
@@ -248,6 +255,13 @@ def markdown(result) -> str:
             lines.append(f"| {name} | {m} | {_cell(r['bd_vs_x265'], '+.1f')}% | {_cell(r['bd_vs_pyramid'], '+.1f')}% "
                          f"| {100 * r['motion_share']:.0f}% | {_cell(r['compensation_psnr'], '.2f')} "
                          f"| {r['decode_fps']:.2f} | {mod['parameters'] / 1e6:.2f} M | {mod['macs_per_pixel']:,} |")
+    lines += ["", "Mean over the clips:", "", "| module | BD-rate vs x265-medium | vs pyramid | motion share "
+              "| compensation PSNR dB | decode fps | parameters | decoder multiply-adds per pixel |", "|---" * 8 + "|"]
+    for m, r in result["summary"].items():
+        mod = result["modules"][m]
+        lines.append(f"| {m} | {_cell(r['bd_vs_x265'], '+.1f')}% | {_cell(r['bd_vs_pyramid'], '+.1f')}% "
+                     f"| {100 * r['motion_share']:.0f}% | {_cell(r['compensation_psnr'], '.2f')} "
+                     f"| {r['decode_fps']:.2f} | {mod['parameters'] / 1e6:.2f} M | {mod['macs_per_pixel']:,} |")
     heads = list(PROPERTIES) + [f"boundary {pan}" for pan in PANS]
     lines += ["", "Properties: BD-rate (%) against the clean clip (noise, lighting, occlusion) or the slow pan "
               "(pan_fast); boundary: edge-band PSNR minus interior PSNR (dB).", "",
