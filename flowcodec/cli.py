@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--source", help="clip the property clips are rendered from (default: the first clip)")
     c.add_argument("--property-frames", type=int, default=9, help="frames of each property clip")
     c.add_argument("--weights", help="folder of <motion>.safetensors (default: the shipped weights)")
-    c.add_argument("--threads", type=_threads, default=1)
+    c.add_argument("--threads", type=_threads, default=1, help="CPU threads of each encode and decode (default 1)")
     c.add_argument("--out", default="compare", help="output folder (a stopped run resumes there)")
     c.set_defaults(func=_compare)
 
