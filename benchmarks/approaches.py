@@ -14,6 +14,7 @@ import argparse
 import json
 
 from flowcodec.codec.model import VideoModel
+from flowcodec.eval.compare import motion_share
 from flowcodec.eval.run import points_bd_rate
 
 
@@ -23,12 +24,6 @@ def _points(spec: str):
     return codec, results["protocol"], {
         name: (clip, sorted((p for p in clip["points"] if p["codec"] == codec), key=lambda p: p["quality"]))
         for name, clip in results["clips"].items()}
-
-
-def motion_share(point: dict) -> float:
-    inter = [f for f in point["frames"] if f["type"] == "INTER"]
-    motion = sum(f.get("motion_bytes", 0) + f.get("global_bytes", 0) for f in inter)
-    return motion / max(1, sum(f["bytes"] for f in inter))
 
 
 def main():
@@ -55,7 +50,7 @@ def main():
             gains.append(bd)
             fps = len(points) * clip["frames"] / sum(p["dec_s"] for p in points)
             print(f"| {codec} | {name} | {bd:+.1f}% | {points_bd_rate(x265, points):+.1f}% | "
-                  f"{100 * motion_share(points[0]):.0f}…{100 * motion_share(points[-1]):.0f}% | {fps:.1f} |")
+                  f"{100 * motion_share(points[:1]):.0f}…{100 * motion_share(points[-1:]):.0f}% | {fps:.1f} |")
         params = sum(p.numel() for p in VideoModel(codec).inter.parameters())
         mean = f"{sum(gains) / len(gains):+.1f}%" if gains else "-"
         print(f"| {codec} | mean, {params / 1e6:.2f} M P-frame parameters | {mean} | | | |")

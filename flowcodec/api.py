@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from .codec.bitstream import FrameType
-from .codec.options import INTRA_MODES, PRESETS, QUALITIES, QUALITY_STEPS, quality_steps
+from .codec.options import INTRA_MODES, PRESETS, QUALITIES, snapped
 from .errors import BitstreamError, FlowcodecError
 
 MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless max_pixels says otherwise
@@ -69,7 +69,7 @@ class Encoder:
                                  f"{', '.join(INTRA_MODES)}")
         _threads(threads)
         self.width, self.height, self.fps = width, height, fps
-        self.quality = quality_steps(quality) / QUALITY_STEPS
+        self.quality = snapped(quality)
         self.rate = None
         if bitrate is not None:
             from .codec.rate import RateControl
@@ -112,7 +112,7 @@ class Encoder:
             if self.rate or not 1 <= quality <= QUALITIES:
                 raise FlowcodecError(f"a frame's quality must be 1..{QUALITIES}, and is chosen by the rate "
                                      "control when a bit rate is set")
-            quality = quality_steps(quality) / QUALITY_STEPS
+            quality = snapped(quality)
         elif self.rate:
             quality = self.rate.quality(self._coder.since_intra)
         else:

@@ -78,10 +78,7 @@ def _encode(a):
 def _frame_count(path, info, limit):
     """How many frames an input file holds, where its size tells (y4m and raw yuv with frames of one
     size), at most ``limit``; else None. Only a hint, for the rate control's planning."""
-    plane = info.width * info.height
-    frame = (plane + 2 * ((info.width + 1) // 2) * ((info.height + 1) // 2)) * (2 if info.bitdepth > 8 else 1)
-    if info.chroma == "mono":
-        frame = plane * (2 if info.bitdepth > 8 else 1)
+    frame = info.frame_bytes
     try:
         size = os.path.getsize(path)
         if path.endswith(".y4m"):

@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import BinaryIO, Iterator, NamedTuple
 
 from flowcodec.errors import BitstreamError
-from flowcodec.codec.options import QUALITY_STEPS, quality_steps
+from flowcodec.codec.options import QUALITY_STEPS, quality_steps, snapped
 
 MAGIC = b"FCDC"
 VERSION = 6
@@ -61,7 +61,7 @@ class Record(NamedTuple):
 def _check_quality(quality: float, what: str) -> int:
     """``quality`` as stored (steps of 1/QUALITY_STEPS, 1 byte); BitstreamError unless it is a step from 1 up."""
     steps = quality_steps(quality)
-    if not (QUALITY_STEPS <= steps <= 0xFF and steps == quality * QUALITY_STEPS):
+    if not (QUALITY_STEPS <= steps <= 0xFF and snapped(quality) == quality):
         raise BitstreamError(f"invalid {what} quality {quality} (a multiple of 1/{QUALITY_STEPS} from 1 "
                              f"to {0xFF / QUALITY_STEPS})")
     return steps

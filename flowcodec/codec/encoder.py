@@ -46,7 +46,7 @@ from .bitstream import FrameType, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, MERGE, MODES, PREDICT, SKIP
-from .options import INTRA_MODES, PRESETS, QUALITY_STEPS, intra_qp, lam, quality_steps
+from .options import INTRA_MODES, PRESETS, QUALITY_STEPS, intra_qp, lam, snapped
 from .search import Nudged, relaxed_state, search
 
 INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + λ·D is tried as intra too
@@ -202,7 +202,7 @@ class SequenceEncoder(SequenceDecoder):
         return rd_cost(frame, to_frame(option[2].ref, self.width, self.height), len(option[1]), self.lam)
 
     def _at(self, quality):
-        if quality_steps(quality) != quality * QUALITY_STEPS:  # the decoder reads it in these steps
+        if snapped(quality) != quality:  # the decoder reads it in these steps
             raise ValueError(f"quality {quality} is not a multiple of 1/{QUALITY_STEPS}")
         super()._at(quality)
         self.lam = lam(quality)  # of the rate-distortion cost R + λ·D that every decision minimises

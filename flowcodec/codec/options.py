@@ -19,6 +19,11 @@ def quality_steps(quality: float) -> int:
     return round(quality * QUALITY_STEPS)
 
 
+def snapped(quality: float) -> float:
+    """The quality a stream can store nearest to ``quality`` (itself when it is a step)."""
+    return quality_steps(quality) / QUALITY_STEPS
+
+
 def lam(quality: float) -> float:
     """λ of a quality (1 … QUALITIES): the ladder's λ, geometrically interpolated between levels."""
     lo, t = _between(quality)

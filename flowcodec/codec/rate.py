@@ -21,7 +21,7 @@ the grid that a frame record stores (``options.QUALITY_STEPS``).
 """
 import math
 
-from .options import QUALITIES, QUALITY_STEPS
+from .options import QUALITIES, snapped
 
 SLOPE = 0.5  # log2 of a frame's bits gained per quality level (shipped pyramid, bundled clip: 0.3–0.65)
 HORIZON = 16  # frames over which the controller repays over- or underspending
@@ -67,7 +67,7 @@ class RateControl:
         if self.last is not None:
             q = min(max(q, self.last - MAX_STEP), self.last + MAX_STEP)
         q = min(max(q, 1.0), float(QUALITIES))
-        return round(q * QUALITY_STEPS) / QUALITY_STEPS
+        return snapped(q)
 
     def update(self, intra: bool, bits: int, quality: float):
         """Account a coded frame: its kind, size in bits and quality. The first frame of a kind replaces

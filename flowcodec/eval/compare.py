@@ -141,7 +141,8 @@ def _bd(anchor, test):
     return None if math.isnan(bd) else round(bd, 2)
 
 
-def _motion_share(points):
+def motion_share(points) -> float:
+    """Motion (and global motion) bytes over all P-frame payload bytes of some RD points."""
     inter = [f for p in points for f in p["frames"] if f["type"] == "INTER"]
     motion = sum(f.get("motion_bytes", 0) + f.get("global_bytes", 0) for f in inter)
     return motion / max(1, sum(f["bytes"] for f in inter))
@@ -166,7 +167,7 @@ def _report(out, motions, qualities, weights):
             result["clips"].setdefault(name, {})[m] = {
                 "bd_vs_x265": _bd(_curve(clip, ANCHOR), points),
                 "bd_vs_pyramid": _bd(_curve(clip, CONTROL), points) if m != CONTROL else 0.0,
-                "motion_share": round(_motion_share(points), 4),
+                "motion_share": round(motion_share(points), 4),
                 "compensation_psnr": seen["compensation_psnr"],
                 "decode_fps": round(len(points) * clip["frames"] / sum(p["dec_s"] for p in points), 3)}
         curves = {name: _curve(c, m) for name, c in props["clips"].items()}
