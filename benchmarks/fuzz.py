@@ -1,12 +1,12 @@
 """Fuzzer: damaged bitstreams and malformed video inputs through the real command line, every case
 classified as a clean error, accepted, a traceback, a hang, a crash or memory over a bound.
 
-    python benchmarks/fuzz.py --cases 10000 [--seed 0] [--out fuzz-out] [--weights W] [--timeout 60]
-        [--max-mib 1024]
+    python benchmarks/fuzz.py --cases 10000 [--seed 0] [--out fuzz-out] [--weights W | --motion auto]
+        [--timeout 60] [--max-mib 1024]
 
 Seed inputs are made once: a 72x40 window panning over 3 frames of the bundled clip, as y4m and raw
 yuv, and its bitstreams with HEVC intra frames (I P P) and learned intra frames (I P I), coded with the
-weights given (default: the shipped pyramid weights). Case N of seed S mutates one of them with its own
+weights given (default: the shipped pyramid weights; ``--motion auto``: the shipped motion set). Case N of seed S mutates one of them with its own
 generator (``random.Random(f"{S}:{N}")``), so it is the same file anywhere. Families:
 
 * ``bit flip``, ``byte run`` (overwrite, insert, delete), ``truncation`` (at every field boundary of
@@ -375,21 +375,24 @@ def make_case(seed, n, seeds):
 # --- running and classifying ------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def encode_args(weights):
-    """``--weights W --motion M`` for encoding with the weights given (M: the motion approach they hold);
-    nothing for the shipped pyramid weights."""
+def encode_args(weights, motion=None):
+    """``--weights W --motion M`` for encoding with the weights given (M: the motion approach they hold),
+    ``--motion M`` for a shipped model, nothing for the shipped pyramid weights."""
+    if motion:
+        return ("--motion", motion)
     if not weights:
         return ()
     from flowcodec.codec.model import load
     return ("--weights", weights, "--motion", load(weights)[0].motion_name)
 
 
-def cli_args(case, path, out, weights):
+def cli_args(case, path, out, weights, motion=None):
     """The command line of a case: decode a stream, or encode a video input's first 4 frames (a valid
     raw file read at 1x1 holds thousands; the seed clip has 3, so what follows them is read too)."""
     if case.suffix == ".fcb":
         return ["decode", path, "-o", out, "--threads", "1", "-q", *(["--weights", weights] if weights else [])]
-    return ["encode", path, "-o", out, "--threads", "1", "-q", "--frames", "4", *case.args, *encode_args(weights)]
+    return ["encode", path, "-o", out, "--threads", "1", "-q", "--frames", "4", *case.args,
+            *encode_args(weights, motion)]
 
 
 def _in_child(argv, report, limit):
@@ -472,7 +475,7 @@ def window(frame, at, w, h):
 class Seeds:
     """The valid inputs the cases mutate: a small y4m clip, its raw yuv, and its bitstreams."""
 
-    def __init__(self, work, weights):
+    def __init__(self, work, weights, motion=None):
         w, h = SIZE
         with open_video(CLIP, frames=3) as src:  # a window panning 4 pixels a frame: P-frames code motion
             frames = [window(f, 4 * k, w, h) for k, f in enumerate(src)]
@@ -489,7 +492,7 @@ class Seeds:
         for intra, period in (("hevc", "32"), ("learned", "2")):
             out = os.path.join(work, f"seed-{intra}.fcb")
             argv = ["encode", clip, "-o", out, "--intra", intra, "--intra-period", period, "--threads", "1",
-                    "-q", "--no-adaptive-intra", *encode_args(weights)]
+                    "-q", "--no-adaptive-intra", *encode_args(weights, motion)]
             with contextlib.redirect_stderr(io.StringIO()) as err:
                 if cli.main(argv) != 0:
                     raise RuntimeError(f"cannot encode the seed clip: {err.getvalue()}")
@@ -508,7 +511,7 @@ def weights_loaded_once():
         api.load_model = original
 
 
-def run(cases, seed=0, weights=None, out=None, timeout=60.0, max_mib=1024.0, log=print):
+def run(cases, seed=0, weights=None, out=None, timeout=60.0, max_mib=1024.0, log=print, motion=None):
     """Run cases 0..cases-1 of ``seed``; return {"table": {family: {class: n}}, "stale_accepted": n,
     "failures": [reproducer paths], "peak_mib": max MiB above the baseline, "seconds": s}."""
     torch.set_num_threads(1)  # before any parallel region: forked children must not inherit a thread pool
@@ -517,20 +520,20 @@ def run(cases, seed=0, weights=None, out=None, timeout=60.0, max_mib=1024.0, log
     t0 = time.perf_counter()
     table, stale, failures, peak, classes = {}, 0, [], 0.0, []
     with tempfile.TemporaryDirectory() as work, weights_loaded_once():
-        seeds = Seeds(work, weights)
+        seeds = Seeds(work, weights, motion)
         for data in seeds.streams:  # loads the weights (and their tables) here, once for all children
             path, dec = os.path.join(work, "warm.fcb"), os.path.join(work, "warm.y4m")
             with open(path, "wb") as f:
                 f.write(data)
             with contextlib.redirect_stderr(io.StringIO()):
-                cli.main(cli_args(Case("", "", data, ""), path, dec, weights))
+                cli.main(cli_args(Case("", "", data, ""), path, dec, weights, motion))
         baseline = _rss_mib()
         for n in range(cases):
             case = make_case(seed, n, seeds)
             path, dest = os.path.join(work, "case" + case.suffix), os.path.join(work, "out")
             with open(path, "wb") as f:
                 f.write(case.data)
-            argv = cli_args(case, path, dest, weights)
+            argv = cli_args(case, path, dest, weights, motion)
             kind, message, mib, secs = run_case(argv, timeout, max_mib, baseline)
             peak = max(peak, mib)
             row = table.setdefault(case.family, Counter())
@@ -543,7 +546,7 @@ def run(cases, seed=0, weights=None, out=None, timeout=60.0, max_mib=1024.0, log
                 shutil.copyfile(path, name + case.suffix)
                 with open(name + ".txt", "w") as f:
                     f.write(f"case {n} of seed {seed}: {case.family}, {case.what} (CRCs {case.crc})\n"
-                            f"flowcodec {' '.join(cli_args(case, name + case.suffix, 'out', weights))}\n"
+                            f"flowcodec {' '.join(cli_args(case, name + case.suffix, 'out', weights, motion))}\n"
                             f"{kind}: {message}\n")
                 failures.append(name + case.suffix)
                 log(f"case {n}: {kind} ({case.family}: {case.what}): {message.strip().splitlines()[-1][:200]}")
@@ -576,11 +579,14 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="fuzz-out", help="failures/ (reproducers) and summary.json")
     p.add_argument("--weights", help="weights file (default: the shipped pyramid weights)")
+    p.add_argument("--motion", help="code the seed streams with this shipped model instead (e.g. auto)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds after which a case is a hang")
     p.add_argument("--max-mib", type=float, default=1024.0,
                    help="peak memory above the loaded decoder over which a case counts as memory")
     a = p.parse_args()
-    result = run(a.cases, a.seed, a.weights, a.out, a.timeout, a.max_mib)
+    if a.motion and a.weights:
+        p.error("--weights or --motion, not both")
+    result = run(a.cases, a.seed, a.weights, a.out, a.timeout, a.max_mib, motion=a.motion)
     print(format_table(result))
     print(f"{sum(sum(c.values()) for c in result['table'].values())} cases in {result['seconds']} s, seed "
           f"{a.seed}; accepted with stale CRCs: {result['stale_accepted']}; peak {result['peak_mib']} MiB "

@@ -2,7 +2,7 @@
 
 ``flowcodec.Encoder`` and ``flowcodec.Decoder`` (``api.py``) code streams frame by frame from Python;
 they load torch when first used, so that ``import flowcodec`` stays light."""
-__version__ = "0.6.0"  # the minor number is the bitstream format version (CHANGELOG.md)
+__version__ = "0.6.1"  # the minor number is the bitstream format version (CHANGELOG.md)
 
 from .errors import BitstreamError, FlowcodecError  # noqa: E402  (after the version, which cli reads)
 

@@ -27,9 +27,15 @@ MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless max
 
 def load_model(motion: str, weights: str | None = None):
     """A motion approach's codec (the shipped weights unless ``weights`` names a file) and the hash
-    of its weights."""
-    from .codec.model import load, weights_path
-    from .motion import require
+    of its weights. ``motion`` "auto" is the set of every registered approach (``codec.model.MotionSet``),
+    from the shipped files or from a folder ``weights`` of <motion>.safetensors."""
+    from .codec.model import AUTO, load, load_set, weights_path
+    from .motion import available, require
+    if motion == AUTO:
+        if weights and not os.path.isdir(weights):
+            raise FlowcodecError(f"motion 'auto' takes a folder of <motion>.safetensors as weights, not {weights}")
+        return load_set({m: os.path.join(weights, f"{m}.safetensors") if weights else weights_path(m)
+                         for m in available()})
     require(motion)
     model, digest = load(weights or weights_path(motion))
     if model.motion_name != motion:
@@ -126,6 +132,14 @@ class Encoder:
         return recon
 
     @property
+    def chosen(self) -> list:
+        """The motion approach that coded each P-frame so far (with motion "auto", each frame's choice)."""
+        if self._coder is None:
+            return []
+        names = getattr(self.model, "names", (self.model.motion_name,))
+        return [names[m] for m in self._coder.chosen]
+
+    @property
     def bytes_written(self) -> int:
         return 0 if self._writer is None else self._writer.bytes_written
 
@@ -157,7 +171,7 @@ class Decoder:
                  max_pixels: int = MAX_PIXELS):
         from .codec.bitstream import Reader
         from .codec.decoder import SequenceDecoder
-        from .codec.model import motion_of
+        from .codec.model import AUTO, motion_of
         from .motion import available
         _threads(threads)
         self._files = contextlib.ExitStack()
@@ -170,7 +184,7 @@ class Decoder:
                 raise FlowcodecError(f"frame size {h.width}x{h.height} ({h.width * h.height} pixels) is over "
                                      f"this decoder's limit of {max_pixels} pixels (max_pixels; --max-pixels on the command line)")
             self.motion = motion_of(h.model_id)
-            if self.motion not in available():
+            if self.motion not in available() + [AUTO]:
                 raise FlowcodecError(f"bitstream was made by model '{h.model_id}', unknown to this decoder")
             self.model, digest = load_model(self.motion, weights)
             self.reader.bind(self.model.model_id, digest)

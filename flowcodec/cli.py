@@ -3,6 +3,7 @@
 Every user-facing failure is a ``FlowcodecError``: printed as one line on stderr, exit status 1.
 """
 import argparse
+import collections
 import contextlib
 import os
 import signal
@@ -73,6 +74,9 @@ def _encode(a):
     print(f"encoded {n} frames {info.width}x{info.height} {quality} {a.motion}: {size} bytes, "
           f"{bpp:.4f} bpp, {kbps:.1f} kbit/s, PSNR-YUV {np.mean(psnrs):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
+    if a.motion == "auto" and enc.chosen:
+        counts = collections.Counter(enc.chosen)
+        print("P-frames per approach: " + ", ".join(f"{m} {c}" for m, c in counts.most_common()), file=sys.stderr)
 
 
 def _frame_count(path, info, limit):
@@ -114,12 +118,16 @@ def _decode(a):
 def _info(a):
     """The header, and the payload bytes per frame and per tagged sub-stream (no model needed)."""
     from .api import open_input
-    from .codec.bitstream import Reader, stream_sizes
+    from .codec.bitstream import FrameType, Reader, payload_member, stream_sizes
     with open_input(a.input) as f:
         r = Reader(f)
         h = r.header
+        members = None
+        if a.frames and h.model_id.startswith("auto-v"):  # a motion set: name each P-frame's member
+            from .motion import available
+            members = available()
         print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
-              f"fps {h.fps_num}/{h.fps_den}  quality {f'{h.quality:g}' if h.quality else 'per frame'}  "
+              f"fps {h.fps_num}/{h.fps_den}  quality {h.quality_text}  "
               f"intra period {h.intra_period}")
         total, streams = 0, {}
         for i, (ftype, payload, quality) in enumerate(r):
@@ -131,8 +139,12 @@ def _info(a):
             for t, n in parts.items():
                 streams[t] = streams.get(t, 0) + n
             if a.frames:
+                member = ""
+                if members and ftype == FrameType.INTER:
+                    m = payload_member(payload)
+                    member = f"  ({members[m] if m < len(members) else f'member {m}?'})"
                 print(f"frame {i:5d} {ftype.name:12s} q{quality:<7g} {len(payload):8d} bytes  "
-                      + " ".join(f"{t} {n}" for t, n in parts.items()))
+                      + " ".join(f"{t} {n}" for t, n in parts.items()) + member)
         print(f"{r.frames_read} frames, {total} payload bytes: "
               + ", ".join(f"{t} {n}" for t, n in streams.items()))
 
@@ -190,7 +202,7 @@ def _eval(a):
 def _compare(a):
     from .eval.compare import compare, markdown
     from .motion import available
-    result = compare(a.clips, a.out, a.motion or available(), a.qualities, a.frames, a.source,
+    result = compare(a.clips, a.out, a.motion or available() + ["auto"], a.qualities, a.frames, a.source,
                      a.property_frames, a.threads, a.weights)
     print(markdown(result) + f"\nwritten to {a.out}")
 
@@ -232,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--bitrate", type=float, metavar="KBPS",
                       help="target bit rate in kilobits per second, met by choosing each frame's quality "
                            "(one pass; instead of --quality)")
-    e.add_argument("--motion", default="pyramid", help="motion approach (registry name)")
+    e.add_argument("--motion", default="pyramid", help="motion approach (registry name), or 'auto': each "
+                   "P-frame coded by the approach that codes it best (weights: a folder of <motion>.safetensors)")
     e.add_argument("--intra-period", type=int, default=32)
     e.add_argument("--intra", choices=INTRA_MODES, default="hevc",
                    help="intra codec: x265 HEVC, the learned one, or per frame the lower R+λD (auto)")
@@ -263,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="every motion approach side by side (EVAL.md): BD-rates, motion share, "
                        "compensation PSNR, speed, size, and robustness on clips rendered from one source")
     c.add_argument("clips", nargs="*", help="y4m clips (8-bit 4:2:0)")
-    c.add_argument("--motion", nargs="+", help="motion approaches (default: all seven)")
+    c.add_argument("--motion", nargs="+", help="motion approaches, 'auto' among them (default: all seven and "
+                   "auto)")
     c.add_argument("--qualities", type=int, nargs="+", default=[1, 3, 5, 7], help="at least 4 (BD-rate)")
     c.add_argument("--frames", type=int, help="code only the first N frames of each clip (default: all)")
     c.add_argument("--source", help="clip the property clips are rendered from (default: the first clip)")

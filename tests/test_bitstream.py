@@ -12,7 +12,7 @@ import pytest
 
 from flowcodec.codec.bitstream import (
     MAX_PAYLOAD, UNKNOWN_FRAMES, FrameType, Header, Reader, Writer,
-    STREAMS, payload_chunks, payload_pack, payload_unpack,
+    MEMBERS, STREAMS, payload_chunks, payload_member, payload_pack, payload_unpack,
 )
 from flowcodec.errors import BitstreamError
 
@@ -401,3 +401,16 @@ def test_package_version_names_the_format():
     from flowcodec import __version__
     from flowcodec.codec.bitstream import VERSION
     assert int(__version__.split(".")[1]) == VERSION
+
+
+def test_payload_names_its_motion_set_member():
+    tags, chunks = ("motion", "residual"), (b"m", b"r")
+    packed = payload_pack(tags, chunks, member=5)
+    assert payload_member(packed) == 5 and payload_member(payload_pack(tags, chunks)) == 0
+    assert payload_unpack(packed) == (list(tags), list(chunks))  # the member leaves the sub-streams alone
+    assert payload_chunks(packed, tags, member=5) == list(chunks)
+    for other in (0, 4):
+        with pytest.raises(BitstreamError, match="member 5"):
+            payload_chunks(packed, tags, member=other)
+    with pytest.raises(ValueError):
+        payload_pack(tags, chunks, member=MEMBERS)

@@ -1,6 +1,6 @@
 """``flowcodec compare``: every motion module through one protocol, with the property clips it renders.
 
-The run here is tiny (a 64×48 clip of 3 frames, two modules, the shipped weights) and calls the command
+The run here is tiny (a 64×48 clip of 3 frames, the pyramid and the set of all seven, the shipped weights) and calls the command
 line in this process instead of in new ones (``eval.run._cli``), which only saves start-up time; every
 point is still a real file, decoded to the encoder's reconstruction.
 """
@@ -30,7 +30,7 @@ def compared(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setattr(run, "_cli", _in_process)
     try:
-        rc, stdout, err = cli("compare", clip, "--motion", "pyramid", "temporal", "--property-frames", "3",
+        rc, stdout, err = cli("compare", clip, "--motion", "pyramid", "auto", "--property-frames", "3",
                               "--out", root / "out", timeout=900)
     finally:
         patch.undo()
@@ -41,7 +41,7 @@ def compared(tmp_path_factory):
 def test_every_column_is_filled_from_real_files(compared):
     out, stdout = compared
     result = json.load(open(out / "compare.json"))
-    assert set(result["modules"]) == {"pyramid", "temporal"}
+    assert set(result["modules"]) == {"pyramid", "auto"}
     for m, module in result["modules"].items():
         assert module["parameters"] > 10**6 and module["macs_per_pixel"] > 1000, module
     rows = result["clips"]["tiny"]
@@ -59,10 +59,14 @@ def test_every_column_is_filled_from_real_files(compared):
     for p in points:
         if p["kind"] == "flowcodec":
             assert os.path.getsize(out / "clips" / p["bitstream"]) == p["bytes"]
-    assert {p["codec"] for p in points} == {"pyramid", "temporal", "x265-medium"}
+    assert {p["codec"] for p in points} == {"pyramid", "auto", "x265-medium"}
+    auto = result["auto"]["tiny"]  # against the one single module measured; P-frames of all qualities
+    assert auto["best"] == "pyramid" and auto["bd_vs_best"] == rows["auto"]["bd_vs_pyramid"] != 0
+    assert sum(auto["shares"].values()) == pytest.approx(1, abs=0.01)
+    assert "| tiny | pyramid | " in (out / "compare.md").read_text()
     for name in ("compare.md", "rd.png", "properties.png"):
         assert (out / name).stat().st_size > 0
-    assert "| tiny | temporal |" in stdout and "| temporal |" in (out / "compare.md").read_text()
+    assert "| tiny | auto |" in stdout and "| auto |" in (out / "compare.md").read_text()
 
 
 def test_noise_costs_rate(compared):

@@ -154,12 +154,13 @@ SETTINGS = [({}, 1), ({}, 2), ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 1), ({"ONEDNN_MA
 @pytest.fixture(scope="module")
 def shipped_streams(tmp_path_factory):
     """Every shipped model's stream of the bundled clip (6 frames, intra period 4: I P P P I P, learned
-    intra frames) at quality 5, and the pyramid's at 100 kbit/s (each frame's quality chosen by the rate
+    intra frames) at quality 5, the motion set's (``--motion auto``: P-frames from several members), and
+    the pyramid's at 100 kbit/s (each frame's quality chosen by the rate
     control, fractional ones included), encoded here with the default CPU features and 2 threads, with
     its --recon."""
     work = tmp_path_factory.mktemp("exact")
     streams = []
-    for name, motion, rate in [(m, m, ["--quality", "5"]) for m in available()] + \
+    for name, motion, rate in [(m, m, ["--quality", "5"]) for m in available() + ["auto"]] + \
             [("pyramid-bitrate", "pyramid", ["--bitrate", "100"])]:
         fcb, recon = work / f"{name}.fcb", work / f"{name}.y4m"
         rc, _, err = cli_inproc("encode", CLIP, "-o", fcb, "--recon", recon, "--motion", motion, "--frames", "6",
@@ -262,7 +263,7 @@ def test_temporal_step_must_keep_its_sums_exact():
 
 
 def test_every_module_has_a_golden_stream():
-    assert set(available()) <= set(json.load(open(os.path.join(GOLDEN, "recon_sha256.json"))))
+    assert set(available()) | {"auto", "pyramid-bitrate"} == set(json.load(open(os.path.join(GOLDEN, "recon_sha256.json"))))
 
 
 GOLDEN_STREAMS = sorted(json.load(open(os.path.join(GOLDEN, "recon_sha256.json"))))
@@ -276,7 +277,9 @@ def test_golden_streams_decode_to_their_recon(tmp_path, name):
     tests/golden/M.fcb --motion M --intra-period 4 --intra learned --quality 4`` with the shipped weights
     (the same frames as format 5's streams of 2026-12-03: an integer quality codes as it did);
     ``pyramid-bitrate.fcb``: the same options with ``--bitrate 80`` instead of ``--quality``, its frames
-    at qualities 4.375, 4.875, 3.875, 2.875, 1.875 and 1 (interpolated gains)."""
+    at qualities 4.375, 4.875, 3.875, 2.875, 1.875 and 1 (interpolated gains); ``auto.fcb`` (0.6.1): the
+    same options with ``--motion auto --quality 6``, its P-frames coded by decomposed (frames 1 and
+    2), pyramid (3) and temporal (5)."""
     import hashlib
     want = json.load(open(os.path.join(GOLDEN, "recon_sha256.json")))[name]
     out = tmp_path / "d.y4m"

@@ -40,6 +40,9 @@ _RECORD = struct.Struct("<BBII")  # frame type, quality (in 1/QUALITY_STEPS), pa
 _MIN_HEADER_LEN = _FIELDS.size + HASH_LEN  # with an empty model id
 _CHUNK = 2**20  # payloads are read in pieces no larger than this
 _VARINT_BYTES = 4  # sub-stream lengths: 28 bits, enough for MAX_PAYLOAD
+MEMBERS = 16
+"""A payload's first byte holds its sub-stream count (low 4 bits) and the member of a motion set that
+coded it (high 4 bits; 0 unless the stream's model is a set, ``--motion auto``): at most this many."""
 
 
 class FrameType(IntEnum):
@@ -106,6 +109,11 @@ class Header:
             raise BitstreamError(f"invalid model id {mid!r}")
         if not isinstance(self.weights_hash, bytes) or len(self.weights_hash) != HASH_LEN:
             raise BitstreamError(f"weights hash must be {HASH_LEN} bytes")
+
+    @property
+    def quality_text(self) -> str:
+        """The header's quality as tools print it: the constant quality, or "per frame" (rate control)."""
+        return f"{self.quality:g}" if self.quality else "per frame"
 
     def pack(self) -> bytes:
         """Serialise the whole header: magic, version, length, fields, CRC."""
@@ -357,16 +365,19 @@ def _read_varint(data: bytes, pos: int, k: int) -> tuple[int, int]:
     raise BitstreamError(f"corrupted payload: sub-stream {k} length has more than {_VARINT_BYTES} bytes")
 
 
-def payload_pack(tags, chunks, optional=()) -> bytes:
-    """Join a frame's sub-streams into one payload: their count, then per sub-stream its tag's id in
-    ``STREAMS``, its length (LEB128) and its bytes. Those named in ``optional`` (a motion module's own)
-    are left out when empty; ``payload_chunks`` reads them back as empty."""
+def payload_pack(tags, chunks, optional=(), member: int = 0) -> bytes:
+    """Join a frame's sub-streams into one payload: their count (with the set ``member`` that coded it
+    in the high 4 bits), then per sub-stream its tag's id in ``STREAMS``, its length (LEB128) and its
+    bytes. Those named in ``optional`` (a motion module's own) are left out when empty;
+    ``payload_chunks`` reads them back as empty."""
     tags, chunks = list(tags), list(chunks)
     if len(tags) != len(chunks) or not tags or len(set(tags)) != len(tags) or not set(tags) <= set(STREAMS):
         raise ValueError(f"sub-streams {tags} with {len(chunks)} chunks: each tag one of {STREAMS}, "
                          "once, with one chunk")
+    if not 0 <= member < MEMBERS:
+        raise ValueError(f"set member {member} is outside 0..{MEMBERS - 1}")
     kept = [(t, c) for t, c in zip(tags, chunks) if c or t not in optional]
-    return bytes([len(kept)]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
+    return bytes([len(kept) | member << 4]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
                                          for t, c in kept)
 
 
@@ -377,7 +388,7 @@ def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
     leftover bytes are an error, so a damaged payload never yields wrong slices."""
     if not data:
         raise BitstreamError("corrupted payload: no sub-stream count")
-    n, pos, tags, chunks = data[0], 1, [], []
+    n, pos, tags, chunks = data[0] & (MEMBERS - 1), 1, [], []
     if not 0 < n <= len(STREAMS):
         raise BitstreamError(f"corrupted payload: {n} sub-streams (1..{len(STREAMS)} exist)")
     for k in range(n):
@@ -399,10 +410,20 @@ def payload_unpack(data: bytes) -> tuple[list[str], list[bytes]]:
     return tags, chunks
 
 
-def payload_chunks(data: bytes, tags, optional=()) -> list[bytes]:
-    """The sub-streams ``tags`` of a payload, in that order, as ``payload_pack(tags, chunks, optional)``
-    writes them (b"" for an optional one left out). Any other list of sub-streams is a BitstreamError,
-    an empty optional one written in included: a frame has one coding."""
+def payload_member(data: bytes) -> int:
+    """The member of a motion set that coded a payload (0 in a stream of one model)."""
+    if not data:
+        raise BitstreamError("corrupted payload: no sub-stream count")
+    return data[0] >> 4
+
+
+def payload_chunks(data: bytes, tags, optional=(), member: int = 0) -> list[bytes]:
+    """The sub-streams ``tags`` of a payload, in that order, as ``payload_pack(tags, chunks, optional,
+    member)`` writes them (b"" for an optional one left out). Any other list of sub-streams or member is
+    a BitstreamError, an empty optional one written in included: a frame has one coding."""
+    if payload_member(data) != member:
+        raise BitstreamError(f"payload names motion set member {payload_member(data)}, not {member} "
+                             "(damaged payload)")
     found, chunks = payload_unpack(data)
     if found != [t for t in tags if t in found or t not in optional]:
         raise BitstreamError(f"payload holds the sub-streams {', '.join(found)}; this model codes "

@@ -8,7 +8,7 @@ from the same calls, so its references are the decoder's.
 from ..entropy.coder import Decode
 from ..errors import BitstreamError
 from . import intra
-from .bitstream import MONOCHROME, FrameType, payload_chunks
+from .bitstream import MONOCHROME, FrameType, payload_chunks, payload_member
 from ..frames import padded_size, to_frame, to_tensor
 from ..layers.exact import exact
 from ..motion import DecodedPictures
@@ -24,7 +24,7 @@ class SequenceDecoder:
         wp, hp = padded_size(width, height)
         self.packed = (hp // 2, wp // 2)  # size of the packed frame tensors
         self.state = None  # DecodedPictures; None until the first intra frame
-        self.last = None  # (coder, prediction, motion field) of the last inter frame, for analysis
+        self.last = None  # (coder, prediction, motion field, member) of the last inter frame, for analysis
 
     @classmethod
     def for_header(cls, model, header):
@@ -40,12 +40,12 @@ class SequenceDecoder:
         self.state = state
         return to_frame(state.ref, self.width, self.height)
 
-    def _streams(self, tags, payload: bytes, run, optional=()):
+    def _streams(self, tags, payload: bytes, run, optional=(), member=0):
         """Range-decode a learned frame: ``run(coder)`` is its codec's one coding path, with no input.
         The payload holds the sub-streams ``tags`` in that order, where those in ``optional`` (a motion
-        module's own) are left out when empty. The coder raises BitstreamError for a damaged sub-stream
-        (``entropy.coder.Decode``)."""
-        coder = self.coder(tags, payload_chunks(payload, tags, optional))
+        module's own) are left out when empty, and names ``member`` of a motion set (0 otherwise). The
+        coder raises BitstreamError for a damaged sub-stream (``entropy.coder.Decode``)."""
+        coder = self.coder(tags, payload_chunks(payload, tags, optional, member))
         out = run(coder)
         coder.finish()
         return coder, out
@@ -70,9 +70,12 @@ class SequenceDecoder:
         if ftype == FrameType.INTER:
             if self.state is None:
                 raise BitstreamError("inter frame without a preceding intra frame")
+            member, choices = payload_member(payload), self.model.choices
+            if member >= len(choices):
+                raise BitstreamError(f"payload names motion set member {member}; this model has {len(choices)}")
+            inter = choices[member]
             coder, (_, pred, field, state) = self._streams(
-                self.model.inter.tags, payload, lambda c: self.model.inter(None, self.state, self.level, c),
-                self.model.inter.motion.streams)
-            self.last = (coder, pred, field)
+                inter.tags, payload, lambda c: inter(None, self.state, self.level, c), inter.motion.streams, member)
+            self.last = (coder, pred, field, member)
             return self._accept(state)
         raise BitstreamError(f"frame type {int(ftype)} is not supported by this decoder")

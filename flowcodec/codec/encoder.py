@@ -26,6 +26,10 @@ skipped block leaves to the frames after it is not weighed (measured on training
 at qualities 2–5 against format 4's three modes: −3.1% BD-rate on a still camera, −0.3% and +0.4% on two
 moving ones).
 
+Motion sets (``--motion auto``, ``model.MotionSet``): a P-frame is coded as above by each member tried
+and the one of least real R + λ·D is kept, as encoders choose a mode per block; which members are tried
+is the preset's (``AUTO_TRIALS``: all of them on some frames, the best few of those on the others).
+
 Intra frames are coded with HEVC (x265), with the learned intra codec, or — ``intra="auto"`` — with
 both, keeping the one of lower cost R + λ·D (the training loss, with the quality level's λ).
 
@@ -42,7 +46,7 @@ from ..entropy.coder import Encode, factorized_bits, gaussian_bits, integer_bits
 from ..layers.exact import exact
 from ..frames import to_frame, to_tensor, weighted_se
 from . import intra
-from .bitstream import FrameType, payload_pack
+from .bitstream import FrameType, payload_member, payload_pack
 from .decoder import SequenceDecoder
 from .hevc import decode_intra, encode_intra
 from .inter import BLOCK, CODED, COPY, MERGE, MODES, PREDICT, SKIP
@@ -53,6 +57,9 @@ INTRA_TRIAL = 0.5  # a P-frame costing this share of the last intra frame's R + 
 # latent search per frame (steps, Adam's first step size; a quantization bin is 1), by preset: chosen on
 # the validation split of the training sources (benchmarks/presets.py; docs/results.md)
 SEARCH = {"fast": (0, 0.0), "medium": (0, 0.0), "slow": (30, 0.02), "veryslow": (64, 0.04)}
+# motion sets (--motion auto), by preset: every how many P-frames all members are tried, and how many of
+# the best of that trial are tried on the frames between (benchmarks/auto.py; docs/results.md)
+AUTO_TRIALS = {"fast": (8, 2), "medium": (8, 5), "slow": (1, 0), "veryslow": (1, 0)}
 
 
 def rd_cost(frame, recon, nbytes: int, lam: float) -> float:
@@ -114,6 +121,9 @@ class SequenceEncoder(SequenceDecoder):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}")
         self.preset = preset
+        self.trials = AUTO_TRIALS[preset]  # which members of a motion set each P-frame tries (``_members``)
+        self.ranking = None  # the members, best first, in the last P-frame that tried them all
+        self.chosen = []  # the member that coded each P-frame (a motion set's choices, for reports)
         self.intra_period, self.intra_mode, self.adaptive_intra = intra_period, intra_mode, adaptive_intra
         self.since_intra = 0  # frames coded since the last intra frame; 0 before the first
         self.intra_cost = None  # R + λ·D of the last intra frame
@@ -123,17 +133,55 @@ class SequenceEncoder(SequenceDecoder):
         self.grid = (hp // BLOCK, wp // BLOCK)  # mode blocks (rows, columns)
 
     def _inter(self, x):
-        """Code a P-frame whole with each motion predictor the state supports and keep the cheapest;
-        code it once more with the predicted motion in every block (merge); choose the block modes from
-        those two passes, among all modes and among coded, copy and predict only, and code the frame with
-        each map; keep the coding (all blocks coded included) of least real R + λ·D. The preset trims
-        (fast: the default predictor, no merge pass) or extends (slow, veryslow: a latent search on the
-        kept coding, ``search.py``) this. Returns (payload, state after the frame)."""
+        """Code a P-frame with each member of a motion set that ``_members`` names (the model's one
+        codec otherwise; ``_coding``), keep the one of least real R + λ·D, and, under slow and veryslow,
+        search its latents (``search.py``). Returns (payload, state after the frame)."""
+        choices = self.model.choices
+        codings = {m: self._coding(x, choices[m], m) for m in self._members()}
+        ranked = sorted(codings, key=lambda m: self._real(x, *codings[m][:2]))
+        if len(codings) > 1 and len(codings) == len(choices):
+            self.ranking = ranked
+        member = ranked[0]
+        payload, state, k, modes, estimate = codings[member]
+        steps, size = SEARCH[self.preset]
+        if steps:
+            inter, lam = choices[member], self.lam
+            state32, x32, estimate32 = relaxed_state(self.state), x.float(), estimate.float()
+            offsets = search(lambda c: inter(x32, state32, self.level, c, estimate32, k)[0],
+                             lambda y: lam * block_sse(y, x32, self.valid).sum(), steps, size, modes)
+            if offsets:
+                coder, (_, _, _, after) = self._code(x, inter, estimate, k, modes, offsets)
+                searched = (self._pack(coder, inter, member), after)
+                payload, state = min((payload, state), searched, key=lambda c: self._real(x, *c))
+        return payload, state
+
+    def _members(self):
+        """The members of the model's P-frame codecs to try on this frame: all of them on the first
+        P-frame after an intra frame and every ``trials[0]`` P-frames after it, else the ``trials[1]``
+        that coded best in the last such frame (``AUTO_TRIALS``)."""
+        every, keep = self.trials
+        if len(self.model.choices) == 1:
+            return [0]
+        if (self.since_intra - 1) % every == 0 or self.ranking is None:
+            return range(len(self.model.choices))
+        return self.ranking[:keep]
+
+    def _real(self, x, payload, state):
+        """The real R + λ·D of a coded P-frame (payload bits, the decoded frame's λ·D), in bits."""
+        return 8 * len(payload) + self.lam * block_sse(state.ref, x, self.valid).sum().item()
+
+    def _coding(self, x, inter, member):
+        """Code a P-frame with one P-frame codec: whole with each motion predictor the state supports,
+        keeping the cheapest; once more with the predicted motion in every block (merge); then with the
+        block modes chosen from those two passes, among all modes and among coded, copy and predict
+        only; the coding (all blocks coded included) of least real R + λ·D is kept. The preset trims
+        this (fast: the default predictor, no merge pass). Returns (payload, state after the frame,
+        predictor, block modes, motion estimate)."""
         lam = self.lam
-        estimate = self.model.inter.motion.estimate(x, self.state)  # once for every pass
+        estimate = inter.motion.estimate(x, self.state)  # once for every pass
         sse = lambda y: lam * block_sse(y, x, self.valid)
-        usable = self.model.inter.motion.usable(self.state)
-        code = lambda k, modes=None, offsets=None: self._code(x, estimate, k, modes, offsets)
+        usable = inter.motion.usable(self.state)
+        code = lambda k, modes=None: self._code(x, inter, estimate, k, modes)
         trials = []
         for k in ([usable - 1] if self.preset == "fast" else range(usable)):
             coder, (x_hat, pred, _, state) = code(k)
@@ -149,32 +197,24 @@ class SequenceEncoder(SequenceDecoder):
             merged, (merged_hat, merged_pred, _, _) = code(k, torch.full((1, 1, *self.grid), MERGE))
             cost[MERGE] = sse(stored(merged_hat)) + merged.bits["residual"]
             cost[SKIP] = sse(stored(merged_pred))
-        options = {(CODED,) * cost[0].numel(): (self._pack(coder), state, None)}  # every block coded
+        options = {(CODED,) * cost[0].numel(): (self._pack(coder, inter, member), state, None)}  # every block coded
         for modes in (cost.argmin(0), cost[:MERGE].argmin(0)):  # every mode; coded, copy and predict only
             key = tuple(modes.reshape(-1).tolist())
             if key not in options:
                 coder, (_, _, _, after) = code(k, modes[None, None])
-                options[key] = (self._pack(coder), after, modes[None, None])
+                options[key] = (self._pack(coder, inter, member), after, modes[None, None])
         # the real R + λ·D of each distinct map: a block's mode was chosen with its neighbours as they were
-        real = lambda option: 8 * len(option[0]) + sse(option[1].ref).sum().item()
-        payload, state, modes = min(options.values(), key=real)
-        if SEARCH[self.preset][0]:
-            state32, x32, estimate32 = relaxed_state(self.state), x.float(), estimate.float()
-            offsets = search(lambda c: self.model.inter(x32, state32, self.level, c, estimate32, k)[0],
-                             lambda y: lam * block_sse(y, x32, self.valid).sum(), *SEARCH[self.preset], modes)
-            if offsets:
-                coder, (_, _, _, after) = code(k, modes, offsets)
-                payload, state, _ = min((payload, state, None), (self._pack(coder), after, None), key=real)
-        return payload, state
+        payload, state, modes = min(options.values(), key=lambda o: self._real(x, o[0], o[1]))
+        return payload, state, k, modes, estimate
 
-    def _code(self, x, estimate, predictor, modes=None, offsets=None):
-        """Code P-frame ``x`` once (block ``modes``, latent ``offsets``); returns the coder (its bits
-        per block, its payloads) and the codec's outputs."""
-        coder = _Measured(self.model.inter.tags, self.grid, modes, offsets)
-        return coder, self.model.inter(x, self.state, self.level, coder, estimate, predictor)
+    def _code(self, x, inter, estimate, predictor, modes=None, offsets=None):
+        """Code P-frame ``x`` once with P-frame codec ``inter`` (block ``modes``, latent ``offsets``);
+        returns the coder (its bits per block, its payloads) and the codec's outputs."""
+        coder = _Measured(inter.tags, self.grid, modes, offsets)
+        return coder, inter(x, self.state, self.level, coder, estimate, predictor)
 
-    def _pack(self, coder):
-        return payload_pack(self.model.inter.tags, coder.payloads(), self.model.inter.motion.streams)
+    def _pack(self, coder, inter, member):
+        return payload_pack(inter.tags, coder.payloads(), inter.motion.streams, member)
 
     def _intra(self, frame):
         """Code an intra frame with HEVC, the learned codec or both (keeping the lower R + λ·D);
@@ -226,4 +266,6 @@ class SequenceEncoder(SequenceDecoder):
             self.since_intra, self.intra_cost = 0, cost
         self.since_intra += 1
         ftype, payload, state = option
+        if ftype == FrameType.INTER:
+            self.chosen.append(payload_member(payload))
         return ftype, payload, self._accept(state)

@@ -2,7 +2,9 @@
 the quality ladder, and how weights are stored (safetensors with the configuration in the metadata).
 
 A model is identified in bitstreams by ``model_id`` ("<motion>-v<FORMAT>") and by the first 8 bytes of
-the sha256 of its weights file, so a file never decodes silently with other weights.
+the sha256 of its weights file, so a file never decodes silently with other weights. A motion set
+(``--motion auto``, ``MotionSet``) holds every registered approach's P-frame codec: its id is
+"auto-v<FORMAT>" and its hash the first 8 bytes of the sha256 of its members' hashes.
 """
 import hashlib
 import json
@@ -12,12 +14,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import FlowcodecError
-from .bitstream import VERSION
+from .bitstream import MEMBERS, VERSION
 from .inter import InterCodec
 from .intra import IntraCodec
 from .options import QUALITIES
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
+AUTO = "auto"
+"""The motion name of a set of approaches of which each P-frame uses one (``MotionSet``)."""
+AUTO_INTRA = "pyramid"
+"""The member whose learned intra codec a motion set uses."""
 
 
 def weights_path(motion: str) -> str:
@@ -50,8 +56,51 @@ class VideoModel(torch.nn.Module):
     def model_id(self) -> str:
         return model_id(self.motion_name)
 
+    @property
+    def choices(self) -> tuple:
+        """The P-frame codecs a frame may use: this model's one (``MotionSet``: one per approach)."""
+        return (self.inter,)
+
     def config(self) -> dict:
         return {"motion": self.motion_name, "levels": self.levels, "hyper": self.inter.motion.hyper}
+
+
+class MotionSet(torch.nn.Module):
+    """``--motion auto``: the P-frame codecs of several approaches behind one stream. Each P-frame is
+    coded by one member, named in its payload (``bitstream.payload_member``), and every member reads
+    and advances the one decoder state, which holds what any of them needs (frames and decoded fields,
+    flow first). Intra frames use ``AUTO_INTRA``'s learned codec. Members are in ``names`` order."""
+
+    motion_name = AUTO
+
+    def __init__(self, models: dict):
+        super().__init__()
+        if not 1 < len(models) <= MEMBERS or AUTO_INTRA not in models:
+            raise ValueError(f"a motion set has 2..{MEMBERS} members, {AUTO_INTRA} among them")
+        self.names = tuple(models)
+        self.inters = torch.nn.ModuleList(m.inter for m in models.values())
+        self.intra = models[AUTO_INTRA].intra
+        self.levels = min(m.levels for m in models.values())
+
+    @property
+    def model_id(self) -> str:
+        return model_id(AUTO)
+
+    @property
+    def choices(self) -> tuple:
+        return tuple(self.inters)
+
+
+def load_set(paths: dict) -> tuple[MotionSet, bytes]:
+    """The motion set of the weights files ``paths`` (approach → file, in member order) and its hash."""
+    models, digests = {}, []
+    for name, path in paths.items():
+        model, digest = load(path)
+        if model.motion_name != name:
+            raise FlowcodecError(f"weights {path} are for motion '{model.motion_name}', not '{name}'")
+        models[name] = model
+        digests.append(digest)
+    return MotionSet(models).eval(), hashlib.sha256(b"".join(digests)).digest()[:8]
 
 
 def save(model: VideoModel, path: str, info: dict | None = None):

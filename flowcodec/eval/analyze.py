@@ -137,7 +137,7 @@ def _psnr(source, frame):
 
 def _frame_images(out, i, dec, frame_src, size):
     """Write the PNGs of inter frame i from the decoder's last state; return {kind: file} and numbers."""
-    coder, pred, field = dec.last
+    coder, pred, field, member = dec.last
     w, h = size
     field = field[0, :, :h, :w].numpy()
     pred_frame = to_frame(pred, w, h)
@@ -156,7 +156,7 @@ def _frame_images(out, i, dec, frame_src, size):
         rgb = [flow_to_rgb(f, top)[0] for f in (camera, field[:2] - camera)]
         gap = np.ones_like(rgb[0][:, :4])
         _save_image(os.path.join(out, files["global"]), np.concatenate((rgb[0], gap, rgb[1]), 1))
-    motion = dec.model.inter.motion
+    motion = dec.model.choices[member].motion
     if motion.space == "features":  # each group's offsets, averaged over its taps, in luma pixels
         files["offsets"] = f"offsets_{i:04d}.png"
         with exact():
@@ -173,7 +173,9 @@ def _frame_images(out, i, dec, frame_src, size):
         err = np.abs(frame_src[0].astype(np.float64) - pred_frame[0])
         _heat(os.path.join(out, files["error"]), [("|source - prediction|, luma", err, "inferno")], size)
     estimate = {tag: coder.maps[tag].sum() + coder.side[tag] for tag in TAGS}
-    return files, {"top": top, "estimate": estimate, "pred_psnr": _psnr(frame_src, pred_frame)}
+    names = getattr(dec.model, "names", (dec.model.motion_name,))
+    return files, {"top": top, "estimate": estimate, "pred_psnr": _psnr(frame_src, pred_frame),
+                   "motion": names[member]}
 
 
 def analyze(reader, model, out, source=None):
@@ -227,7 +229,7 @@ def _page(h, rows, source):
         rate, files, info = r["rate"], r.get("files", {}), r.get("info")
         text = f"<b>{r['i']}</b> {rate['type']}<br>quality {rate['quality']:g}<br>{rate['bytes']} B"
         if info:
-            text += "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
+            text += f"<br>motion {info['motion']}" + "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
                             for tag in TAGS)
             if "global_bytes" in rate:
                 text += f"<br>global {rate['global_bytes']} B"
@@ -239,7 +241,7 @@ def _page(h, rows, source):
     return f"""<!doctype html><meta charset="utf-8"><title>flowcodec analyze</title>
 <style>body{{font:13px sans-serif}} td{{vertical-align:top;padding:3px}} img{{max-width:300px}}</style>
 <h2>flowcodec bitstream analysis</h2>
-<p>model {html.escape(h.model_id)}, {h.width}x{h.height}, quality {f'{h.quality:g}' if h.quality else 'per frame'}, intra period
+<p>model {html.escape(h.model_id)}, {h.width}x{h.height}, quality {h.quality_text}, intra period
 {h.intra_period}, {len(rows)} frames, {total} payload bytes ({bpp:.4f} bpp without container).
 Source: {src}.</p>
 <p><img src="bits.png"></p>

@@ -17,6 +17,10 @@ Properties (``render``), each a BD-rate against a clean clip made from the first
 * ``boundary``: on both pans, PSNR of a 16-pixel band at the frame edges minus that of the interior
   (dB; negative: content entering at the edges is coded worse), at the middle quality.
 
+With ``auto`` among the modules (``--motion auto``, each P-frame coded by one approach of the set), the
+report also gives, per clip, its BD-rate against the best single module measured on that clip (least
+BD-rate against x265-medium) and the share of P-frames each approach coded, over all qualities.
+
 Output folder: ``clips/`` and ``properties/`` (``flowcodec eval`` folders, bitstreams included),
 ``compare.md`` and ``compare.json`` (the tables), ``rd.png`` (every module's curve per clip) and
 ``properties.png`` (one panel per property).
@@ -27,6 +31,7 @@ import os
 
 import numpy as np
 
+from ..codec.model import AUTO
 from ..errors import FlowcodecError
 from ..io import VideoInfo, Y4MWriter, atomic_output, open_video
 from .metrics import psnr, psnr_yuv
@@ -149,15 +154,15 @@ def motion_share(points) -> float:
 
 
 def _report(out, motions, qualities, weights):
-    from ..codec.model import load, weights_path
+    from ..api import load_model
     from .run import weights_for
     clips, props = _load(os.path.join(out, "clips")), _load(os.path.join(out, "properties"))
     middle = sorted(qualities)[len(qualities) // 2]
     result = {"protocol": clips["protocol"], "qualities": sorted(qualities), "inspected_quality": middle,
               "modules": {}, "clips": {}, "properties": {}, "boundary": {}}
     for m in motions:
-        model = load(weights_for(weights, m) or weights_path(m))[0]
-        result["modules"][m] = {"parameters": sum(p.numel() for p in model.inter.parameters())}
+        model = load_model(m, weights_for(weights, m))[0]
+        result["modules"][m] = {"parameters": sum(p.numel() for c in model.choices for p in c.parameters())}
         for name, clip in clips["clips"].items():
             points = _curve(clip, m)
             mid = next(p for p in points if p["quality"] == middle)
@@ -178,8 +183,28 @@ def _report(out, motions, qualities, weights):
             seen = _inspect(os.path.join(out, "properties", mid["bitstream"]),
                             os.path.join(out, "properties", clip["source"]), model)
             result["boundary"].setdefault(m, {})[pan] = seen["band_db"]
+    if AUTO in motions:
+        result["auto"] = {name: _auto_row(out, clip, result["clips"][name]) for name, clip in clips["clips"].items()}
     result["summary"] = {m: _mean_row([result["clips"][c][m] for c in result["clips"]]) for m in motions}
     return result
+
+
+def _auto_row(out, clip, rows):
+    """``auto`` on one clip against the best single module measured there, and each approach's share of
+    its P-frames (read from the bitstreams: the member each payload names)."""
+    from ..codec.bitstream import FrameType, Reader, payload_member
+    from ..motion import available
+    singles = {m: r["bd_vs_x265"] for m, r in rows.items() if m != AUTO and r["bd_vs_x265"] is not None}
+    best = min(singles, key=singles.get) if singles else None
+    counts = dict.fromkeys(available(), 0)
+    for p in _curve(clip, AUTO):
+        with open(os.path.join(out, "clips", p["bitstream"]), "rb") as f:
+            for ftype, payload, _ in Reader(f):
+                if ftype == FrameType.INTER:
+                    counts[available()[payload_member(payload)]] += 1
+    total = max(1, sum(counts.values()))
+    return {"best": best, "bd_vs_best": _bd(_curve(clip, best), _curve(clip, AUTO)) if best else None,
+            "shares": {m: round(n / total, 3) for m, n in counts.items()}}
 
 
 def _mean_row(rows):
@@ -263,6 +288,14 @@ def markdown(result) -> str:
         lines.append(f"| {m} | {_cell(r['bd_vs_x265'], '+.1f')}% | {_cell(r['bd_vs_pyramid'], '+.1f')}% "
                      f"| {100 * r['motion_share']:.0f}% | {_cell(r['compensation_psnr'], '.2f')} "
                      f"| {r['decode_fps']:.2f} | {mod['parameters'] / 1e6:.2f} M | {mod['macs_per_pixel']:,} |")
+    if "auto" in result:
+        names = list(next(iter(result["auto"].values()))["shares"])
+        lines += ["", "auto (each P-frame coded by one approach) against the best single module on each clip, "
+                  "and the share of P-frames each approach coded:", "",
+                  "| clip | best single module | BD-rate vs it | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+        for name, r in result["auto"].items():
+            lines.append(f"| {name} | {r['best']} | {_cell(r['bd_vs_best'], '+.1f')}% | "
+                         + " | ".join(f"{100 * r['shares'][m]:.0f}%" for m in names) + " |")
     heads = list(PROPERTIES) + [f"boundary {pan}" for pan in PANS]
     lines += ["", "Properties: BD-rate (%) against the clean clip (noise, lighting, occlusion) or the slow pan "
               "(pan_fast); boundary: edge-band PSNR minus interior PSNR (dB).", "",

@@ -31,10 +31,10 @@ import time
 import numpy as np
 
 from ..codec.bitstream import FrameType, Reader, stream_sizes
+from ..codec.model import AUTO
 from ..codec.options import QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
-from ..motion import require
 from .anchors import ANCHORS, available_encoders, read_frames, run_anchor
 from .metrics import bd_rate, msssim_rgb, psnr_yuv
 
@@ -44,31 +44,27 @@ COLUMNS = ("bpp", "psnr_yuv", "psnr_y", "psnr_u", "psnr_v", "msssim", "enc_s", "
 
 def weights_for(weights, motion):
     """The --weights argument for one motion approach: a file as given, or <motion>.safetensors in a
-    folder (so one folder serves several approaches); None means the shipped weights."""
-    if weights and os.path.isdir(weights):
+    folder (so one folder serves several approaches; "auto" takes the folder itself); None means the
+    shipped weights."""
+    if weights and os.path.isdir(weights) and motion != AUTO:
         return os.path.join(weights, f"{motion}.safetensors")
     return weights
 
 
 def _check_request(clips, motions, qualities, anchors, weights):
     """Refuse an impossible request before spending minutes on the possible part of it."""
-    from ..codec.model import load, weights_path
+    from ..api import load_model
     if not clips:
         raise FlowcodecError("no clips given")
     if len({_name(c) for c in clips}) < len(clips):
         raise FlowcodecError("two clips have the same file name; results are kept by name")
     for m in motions:
-        require(m)
-        path = weights_for(weights, m) or weights_path(m)
         try:
-            model = load(path)[0]
-        except FlowcodecError:
-            raise
+            load_model(m, weights_for(weights, m))
+        except FlowcodecError as e:
+            raise FlowcodecError(f"{e} (choose --motion, or pass a folder of <motion>.safetensors)") from None
         except Exception as e:  # safetensors and torch have their own errors for a bad file
-            raise FlowcodecError(f"cannot load weights {path} for motion '{m}': {e}") from None
-        if model.motion_name != m:
-            raise FlowcodecError(f"weights {path} are for motion '{model.motion_name}', not '{m}' "
-                                 "(choose --motion, or pass a folder of <motion>.safetensors)")
+            raise FlowcodecError(f"cannot load weights for motion '{m}': {e}") from None
     if not all(1 <= q <= QUALITIES for q in qualities):
         raise FlowcodecError(f"qualities must be 1..{QUALITIES}")
     for a in anchors:

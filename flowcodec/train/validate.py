@@ -42,8 +42,9 @@ def clips(sampler) -> dict:
     return out
 
 
-def curve(model, frames, levels=LEVELS, preset="medium") -> list[tuple[float, float]]:
-    """(bpp, PSNR-YUV) of coding ``frames`` at each level with the real encoder (bytes of the payloads)."""
+def curve(model, frames, levels=LEVELS, preset="medium", chosen: list | None = None) -> list[tuple[float, float]]:
+    """(bpp, PSNR-YUV) of coding ``frames`` at each level with the real encoder (bytes of the payloads);
+    ``chosen`` gets the motion-set member of every P-frame coded."""
     h, w = frames[0][0].shape
     points = []
     for q in levels:
@@ -54,6 +55,8 @@ def curve(model, frames, levels=LEVELS, preset="medium") -> list[tuple[float, fl
             nbytes += len(payload)
             psnr += psnr_yuv(frame, recon)["yuv"] / len(frames)
         points.append((8 * nbytes / (w * h * len(frames)), psnr))
+        if chosen is not None:
+            chosen += enc.chosen
     return points
 
 
