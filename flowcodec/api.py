@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from .codec.bitstream import FrameType
-from .codec.options import INTRA_MODES, PRESETS, QUALITIES, snapped
+from .codec.options import AUTO, INTRA_MODES, PRESETS, QUALITIES, snapped
 from .errors import BitstreamError, FlowcodecError
 
 MAX_PIXELS = 7680 * 4320  # 8K UHD: the largest frame a decoder takes unless max_pixels says otherwise
@@ -29,13 +29,13 @@ def load_model(motion: str, weights: str | None = None):
     """A motion approach's codec (the shipped weights unless ``weights`` names a file) and the hash
     of its weights. ``motion`` "auto" is the set of every registered approach (``codec.model.MotionSet``),
     from the shipped files or from a folder ``weights`` of <motion>.safetensors."""
-    from .codec.model import AUTO, load, load_set, weights_path
-    from .motion import available, require
+    from .codec.model import auto_members, load, load_set, weights_path
+    from .motion import require
     if motion == AUTO:
         if weights and not os.path.isdir(weights):
             raise FlowcodecError(f"motion 'auto' takes a folder of <motion>.safetensors as weights, not {weights}")
         return load_set({m: os.path.join(weights, f"{m}.safetensors") if weights else weights_path(m)
-                         for m in available()})
+                         for m in auto_members()})
     require(motion)
     model, digest = load(weights or weights_path(motion))
     if model.motion_name != motion:
@@ -136,8 +136,7 @@ class Encoder:
         """The motion approach that coded each P-frame so far (with motion "auto", each frame's choice)."""
         if self._coder is None:
             return []
-        names = getattr(self.model, "names", (self.model.motion_name,))
-        return [names[m] for m in self._coder.chosen]
+        return [self.model.names[m] for m in self._coder.chosen]
 
     @property
     def bytes_written(self) -> int:
@@ -171,7 +170,7 @@ class Decoder:
                  max_pixels: int = MAX_PIXELS):
         from .codec.bitstream import Reader
         from .codec.decoder import SequenceDecoder
-        from .codec.model import AUTO, motion_of
+        from .codec.model import motion_of
         from .motion import available
         _threads(threads)
         self._files = contextlib.ExitStack()

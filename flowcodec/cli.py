@@ -13,7 +13,7 @@ import time
 
 from . import __version__
 from .api import MAX_PIXELS
-from .codec.options import INTRA_MODES, PRESETS, QUALITIES, QUALITY_STEPS
+from .codec.options import AUTO, INTRA_MODES, PRESETS, QUALITIES, QUALITY_STEPS
 from .errors import BitstreamError, FlowcodecError
 
 
@@ -74,7 +74,7 @@ def _encode(a):
     print(f"encoded {n} frames {info.width}x{info.height} {quality} {a.motion}: {size} bytes, "
           f"{bpp:.4f} bpp, {kbps:.1f} kbit/s, PSNR-YUV {np.mean(psnrs):.3f} dB, "
           f"{n / max(secs, 1e-9):.2f} frames/s", file=sys.stderr)
-    if a.motion == "auto" and enc.chosen:
+    if a.motion == AUTO and enc.chosen:
         counts = collections.Counter(enc.chosen)
         print("P-frames per approach: " + ", ".join(f"{m} {c}" for m, c in counts.most_common()), file=sys.stderr)
 
@@ -123,9 +123,9 @@ def _info(a):
         r = Reader(f)
         h = r.header
         members = None
-        if a.frames and h.model_id.startswith("auto-v"):  # a motion set: name each P-frame's member
-            from .motion import available
-            members = available()
+        if a.frames and h.model_id.startswith(AUTO + "-v"):  # a motion set: name each P-frame's member
+            from .codec.model import auto_members
+            members = auto_members()
         print(f"model {h.model_id} weights {h.weights_hash.hex()}  {h.width}x{h.height} "
               f"fps {h.fps_num}/{h.fps_den}  quality {h.quality_text}  "
               f"intra period {h.intra_period}")
@@ -202,7 +202,7 @@ def _eval(a):
 def _compare(a):
     from .eval.compare import compare, markdown
     from .motion import available
-    result = compare(a.clips, a.out, a.motion or available() + ["auto"], a.qualities, a.frames, a.source,
+    result = compare(a.clips, a.out, a.motion or available() + [AUTO], a.qualities, a.frames, a.source,
                      a.property_frames, a.threads, a.weights)
     print(markdown(result) + f"\nwritten to {a.out}")
 

@@ -40,7 +40,8 @@ _RECORD = struct.Struct("<BBII")  # frame type, quality (in 1/QUALITY_STEPS), pa
 _MIN_HEADER_LEN = _FIELDS.size + HASH_LEN  # with an empty model id
 _CHUNK = 2**20  # payloads are read in pieces no larger than this
 _VARINT_BYTES = 4  # sub-stream lengths: 28 bits, enough for MAX_PAYLOAD
-MEMBERS = 16
+_MEMBER_SHIFT = 4
+MEMBERS = 1 << _MEMBER_SHIFT
 """A payload's first byte holds its sub-stream count (low 4 bits) and the member of a motion set that
 coded it (high 4 bits; 0 unless the stream's model is a set, ``--motion auto``): at most this many."""
 
@@ -377,7 +378,7 @@ def payload_pack(tags, chunks, optional=(), member: int = 0) -> bytes:
     if not 0 <= member < MEMBERS:
         raise ValueError(f"set member {member} is outside 0..{MEMBERS - 1}")
     kept = [(t, c) for t, c in zip(tags, chunks) if c or t not in optional]
-    return bytes([len(kept) | member << 4]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
+    return bytes([len(kept) | member << _MEMBER_SHIFT]) + b"".join(bytes([STREAMS.index(t)]) + _varint(len(c)) + bytes(c)
                                          for t, c in kept)
 
 
@@ -414,7 +415,7 @@ def payload_member(data: bytes) -> int:
     """The member of a motion set that coded a payload (0 in a stream of one model)."""
     if not data:
         raise BitstreamError("corrupted payload: no sub-stream count")
-    return data[0] >> 4
+    return data[0] >> _MEMBER_SHIFT
 
 
 def payload_chunks(data: bytes, tags, optional=(), member: int = 0) -> list[bytes]:

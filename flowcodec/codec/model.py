@@ -14,20 +14,24 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import FlowcodecError
+from ..motion import available
 from .bitstream import MEMBERS, VERSION
 from .inter import InterCodec
 from .intra import IntraCodec
-from .options import QUALITIES
+from .options import AUTO, QUALITIES
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights")
-AUTO = "auto"
-"""The motion name of a set of approaches of which each P-frame uses one (``MotionSet``)."""
 AUTO_INTRA = "pyramid"
 """The member whose learned intra codec a motion set uses."""
 
 
 def weights_path(motion: str) -> str:
     return os.path.join(WEIGHTS_DIR, f"{motion}.safetensors")
+
+
+def auto_members() -> list[str]:
+    """The approaches of the motion set, in member order (a payload's member indexes this list)."""
+    return available()
 
 
 def model_id(motion: str) -> str:
@@ -60,6 +64,11 @@ class VideoModel(torch.nn.Module):
     def choices(self) -> tuple:
         """The P-frame codecs a frame may use: this model's one (``MotionSet``: one per approach)."""
         return (self.inter,)
+
+    @property
+    def names(self) -> tuple:
+        """The motion approach of each of ``choices``."""
+        return (self.motion_name,)
 
     def config(self) -> dict:
         return {"motion": self.motion_name, "levels": self.levels, "hyper": self.inter.motion.hyper}

@@ -44,6 +44,9 @@ def _between(quality: float) -> tuple[int, float]:
     return lo, quality - 1 - lo
 
 
+AUTO = "auto"
+"""The motion choice of a stream whose P-frames each use one of the approaches (``model.MotionSet``)."""
+
 INTRA_MODES = ("hevc", "learned", "auto")
 """Encoder choices for intra frames: always type 0, always type 1, or per frame the cheaper in R+λD."""
 

@@ -173,9 +173,8 @@ def _frame_images(out, i, dec, frame_src, size):
         err = np.abs(frame_src[0].astype(np.float64) - pred_frame[0])
         _heat(os.path.join(out, files["error"]), [("|source - prediction|, luma", err, "inferno")], size)
     estimate = {tag: coder.maps[tag].sum() + coder.side[tag] for tag in TAGS}
-    names = getattr(dec.model, "names", (dec.model.motion_name,))
     return files, {"top": top, "estimate": estimate, "pred_psnr": _psnr(frame_src, pred_frame),
-                   "motion": names[member]}
+                   "motion": dec.model.names[member]}
 
 
 def analyze(reader, model, out, source=None):
@@ -229,7 +228,8 @@ def _page(h, rows, source):
         rate, files, info = r["rate"], r.get("files", {}), r.get("info")
         text = f"<b>{r['i']}</b> {rate['type']}<br>quality {rate['quality']:g}<br>{rate['bytes']} B"
         if info:
-            text += f"<br>motion {info['motion']}" + "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
+            text += f"<br>motion {info['motion']}"
+            text += "".join(f"<br>{tag} {rate[tag + '_bytes']} B (est. {info['estimate'][tag] / 8:.0f})"
                             for tag in TAGS)
             if "global_bytes" in rate:
                 text += f"<br>global {rate['global_bytes']} B"

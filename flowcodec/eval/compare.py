@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from ..codec.model import AUTO
+from ..codec.options import AUTO
 from ..errors import FlowcodecError
 from ..io import VideoInfo, Y4MWriter, atomic_output, open_video
 from .metrics import psnr, psnr_yuv
@@ -193,15 +193,16 @@ def _auto_row(out, clip, rows):
     """``auto`` on one clip against the best single module measured there, and each approach's share of
     its P-frames (read from the bitstreams: the member each payload names)."""
     from ..codec.bitstream import FrameType, Reader, payload_member
-    from ..motion import available
+    from ..codec.model import auto_members
     singles = {m: r["bd_vs_x265"] for m, r in rows.items() if m != AUTO and r["bd_vs_x265"] is not None}
     best = min(singles, key=singles.get) if singles else None
-    counts = dict.fromkeys(available(), 0)
+    members = auto_members()
+    counts = dict.fromkeys(members, 0)
     for p in _curve(clip, AUTO):
         with open(os.path.join(out, "clips", p["bitstream"]), "rb") as f:
             for ftype, payload, _ in Reader(f):
                 if ftype == FrameType.INTER:
-                    counts[available()[payload_member(payload)]] += 1
+                    counts[members[payload_member(payload)]] += 1
     total = max(1, sum(counts.values()))
     return {"best": best, "bd_vs_best": _bd(_curve(clip, best), _curve(clip, AUTO)) if best else None,
             "shares": {m: round(n / total, 3) for m, n in counts.items()}}
@@ -288,12 +289,12 @@ def markdown(result) -> str:
         lines.append(f"| {m} | {_cell(r['bd_vs_x265'], '+.1f')}% | {_cell(r['bd_vs_pyramid'], '+.1f')}% "
                      f"| {100 * r['motion_share']:.0f}% | {_cell(r['compensation_psnr'], '.2f')} "
                      f"| {r['decode_fps']:.2f} | {mod['parameters'] / 1e6:.2f} M | {mod['macs_per_pixel']:,} |")
-    if "auto" in result:
-        names = list(next(iter(result["auto"].values()))["shares"])
+    if AUTO in result:
+        names = list(next(iter(result[AUTO].values()))["shares"])
         lines += ["", "auto (each P-frame coded by one approach) against the best single module on each clip, "
                   "and the share of P-frames each approach coded:", "",
                   "| clip | best single module | BD-rate vs it | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
-        for name, r in result["auto"].items():
+        for name, r in result[AUTO].items():
             lines.append(f"| {name} | {r['best']} | {_cell(r['bd_vs_best'], '+.1f')}% | "
                          + " | ".join(f"{100 * r['shares'][m]:.0f}%" for m in names) + " |")
     heads = list(PROPERTIES) + [f"boundary {pan}" for pan in PANS]

@@ -31,8 +31,7 @@ import time
 import numpy as np
 
 from ..codec.bitstream import FrameType, Reader, stream_sizes
-from ..codec.model import AUTO
-from ..codec.options import QUALITIES
+from ..codec.options import AUTO, QUALITIES
 from ..errors import FlowcodecError
 from ..io import Y4MWriter, atomic_output, open_video
 from .anchors import ANCHORS, available_encoders, read_frames, run_anchor
